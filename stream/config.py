@@ -1,0 +1,65 @@
+"""The one settings object: topic names, ports, paths. Every value can be set from the
+environment with the ``RECO_`` prefix (e.g. ``RECO_BOOTSTRAP_SERVERS``)."""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RECO_", frozen=True)
+
+    # Kafka
+    bootstrap_servers: str = "127.0.0.1:9092"
+    events_topic: str = "events"
+    recommendations_topic: str = "recommendations"
+    dlq_topic: str = "events.dlq"
+    topic_partitions: int = 4
+    consumer_group: str = "streamreco"
+    max_event_bytes: int = 1_000_000
+
+    # Recommendation shape
+    k: int = 10
+    max_session_len: int = 50
+
+    # Worker batching: an agent takes up to batch_size events or waits batch_wait_s.
+    batch_size: int = 64
+    batch_wait_s: float = 0.02
+
+    # Triton
+    triton_url: str = "127.0.0.1:8001"  # gRPC
+    triton_http_port: int = 8000
+    triton_grpc_port: int = 8001
+    triton_metrics_port: int = 8002
+    model_name: str = "session_transformer"
+    triton_timeout_s: float = 5.0
+
+    # Feast
+    feast_repo: Path = PROJECT_ROOT / "features" / "feature_repo"
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    project_name: str = "streamreco"
+
+    # Local stack
+    run_dir: Path = PROJECT_ROOT / ".run"
+    stack_dir: Path = PROJECT_ROOT / ".stack"
+    model_repo: Path = PROJECT_ROOT / "model_repo"
+    worker_web_port: int = 6066
+    metrics_port: int = 9108
+    prometheus_port: int = 9090
+    latency_objective_ms: float = 250.0
+
+    @property
+    def redis_connection_string(self) -> str:
+        return f"{self.redis_host}:{self.redis_port}"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,25 @@
+"""Prometheus metrics of the worker. Names here are what deploy/prometheus and deploy/grafana query."""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, Info
+
+# Latency buckets from 1 ms to 10 s: covers a Feast call and a slow end-to-end path alike.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+EVENTS_CONSUMED = Counter("reco_events_consumed_total", "Valid events consumed", ["event_type"])
+EVENTS_INVALID = Counter("reco_events_invalid_total", "Events sent to the DLQ", ["reason"])
+RECOMMENDATIONS_PUBLISHED = Counter("reco_recommendations_published_total", "Recommendation messages published")
+FALLBACKS = Counter("reco_fallbacks_total", "Recommendations served by a fallback", ["reason"])
+END_TO_END_LATENCY = Histogram(
+    "reco_end_to_end_latency_seconds", "Event ts to recommendation publish", buckets=_LATENCY_BUCKETS
+)
+STAGE_LATENCY = Histogram(
+    "reco_stage_latency_seconds", "Time per pipeline stage and batch",
+    ["stage"],  # feast_write, feast_read, triton, tokens, publish
+    buckets=_LATENCY_BUCKETS,
+)
+BATCH_SIZE = Histogram("reco_batch_size", "Events per processed batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
+CONSUMER_LAG = Gauge("reco_consumer_lag", "Messages behind the log end", ["topic", "partition"])
+LAST_EVENT_TIMESTAMP = Gauge("reco_last_event_timestamp_seconds", "Wall-clock time of the last consumed event")
+MODEL_INFO = Info("reco_model", "Model serving the recommendations")
+TRITON_UP = Gauge("reco_triton_up", "1 when the last Triton call succeeded")
