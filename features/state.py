@@ -1,0 +1,89 @@
+"""Pure feature math: how one event changes the online state of its session, item and user."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from stream.schemas import Event
+
+# Enough event ids to recognise a redelivery after a worker restart mid-batch.
+RECENT_EVENT_IDS = 64
+MAX_PURCHASED = 200
+
+
+@dataclass(frozen=True)
+class SessionState:
+    item_ids: tuple[str, ...] = ()
+    event_types: tuple[str, ...] = ()
+    purchased_items: tuple[str, ...] = ()
+    recent_event_ids: tuple[str, ...] = ()
+    event_count: int = 0
+    last_ts: int = 0
+
+
+@dataclass(frozen=True)
+class ItemStats:
+    interaction_count: int = 0
+    purchase_count: int = 0
+    category_id: str | None = None
+
+
+@dataclass(frozen=True)
+class UserStats:
+    event_count: int = 0
+    session_count: int = 0
+
+
+@dataclass
+class OnlineState:
+    """The slice of online state one batch touches, keyed by entity id."""
+
+    sessions: dict[str, SessionState] = field(default_factory=dict)
+    items: dict[str, ItemStats] = field(default_factory=dict)
+    users: dict[str, UserStats] = field(default_factory=dict)
+
+
+def apply_session(state: SessionState, event: Event, max_len: int) -> SessionState:
+    purchased = state.purchased_items
+    if event.event_type == "purchase" and event.item_id not in purchased:
+        purchased = (purchased + (event.item_id,))[-MAX_PURCHASED:]
+    return SessionState(
+        item_ids=(state.item_ids + (event.item_id,))[-max_len:],
+        event_types=(state.event_types + (event.event_type,))[-max_len:],
+        purchased_items=purchased,
+        recent_event_ids=(state.recent_event_ids + (event.event_id,))[-RECENT_EVENT_IDS:],
+        event_count=state.event_count + 1,
+        last_ts=max(state.last_ts, event.ts),
+    )
+
+
+def apply_item(stats: ItemStats, event: Event) -> ItemStats:
+    return ItemStats(
+        interaction_count=stats.interaction_count + 1,
+        purchase_count=stats.purchase_count + (event.event_type == "purchase"),
+        category_id=event.category_id or stats.category_id,
+    )
+
+
+def apply_user(stats: UserStats, session_is_new: bool) -> UserStats:
+    return replace(stats, event_count=stats.event_count + 1, session_count=stats.session_count + session_is_new)
+
+
+def apply_events(state: OnlineState, events: list[Event], max_len: int) -> list[SessionState]:
+    """Fold events (in partition order) into ``state`` in place; return each event's session
+    state right after it, which is what the model sees for that event.
+
+    An event whose id the session has already seen is a redelivery: it changes nothing, and
+    the snapshot is the current state, so its recommendation can be re-published.
+    """
+    snapshots = []
+    for event in events:
+        session = state.sessions.get(event.session_id, SessionState())
+        if event.event_id not in session.recent_event_ids:
+            if event.user_id is not None:
+                user = state.users.get(event.user_id, UserStats())
+                state.users[event.user_id] = apply_user(user, session_is_new=session.event_count == 0)
+            state.items[event.item_id] = apply_item(state.items.get(event.item_id, ItemStats()), event)
+            session = apply_session(session, event, max_len)
+            state.sessions[event.session_id] = session
+        snapshots.append(session)
+    return snapshots
