@@ -1,0 +1,38 @@
+"""Write a trained model directory into a Triton model repository as a new version.
+
+The version folder is assembled under a temporary name and renamed into place, so Triton's
+repository poller never sees a half-written version (this is what makes hot swaps safe).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+SERVING_DIR = Path(__file__).resolve().parent
+CONFIG_TEMPLATE = SERVING_DIR.parent / "model_repo" / "session_transformer" / "config.pbtxt"
+ARTIFACTS = ("config.json", "weights.pt", "vocab.json")
+KEEP_VERSIONS = 3
+
+
+def versions(model_dir: Path) -> list[int]:
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()) if model_dir.exists() else []
+
+
+def export_model(model_dir: Path, repo_dir: Path, model_name: str = "session_transformer") -> int:
+    model_dir, target = Path(model_dir), Path(repo_dir) / model_name
+    target.mkdir(parents=True, exist_ok=True)
+    config = target / "config.pbtxt"
+    if not config.exists():
+        text = CONFIG_TEMPLATE.read_text().replace('name: "session_transformer"', f'name: "{model_name}"')
+        config.write_text(text)
+    version = (versions(target) or [0])[-1] + 1
+    staging = target / f".staging-{version}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    for name in ARTIFACTS:
+        shutil.copy2(model_dir / name, staging / name)
+    shutil.copy2(SERVING_DIR / "triton_model.py", staging / "model.py")
+    staging.rename(target / str(version))
+    for old in versions(target)[:-KEEP_VERSIONS]:
+        shutil.rmtree(target / str(old))
+    return version
