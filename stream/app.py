@@ -1,0 +1,83 @@
+"""Faust worker: consumes events, runs each batch through the pipeline, publishes recommendations
+and dead letters. Offsets are acknowledged only after a batch's messages are handed to the
+producer (at-least-once); the online-state update is idempotent for redelivered events.
+
+Run: ``python -m stream.app worker -l info``
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+from prometheus_client import start_http_server
+from tenacity import retry, stop_after_delay, wait_exponential
+
+from features.store import OnlineFeatures
+from serving.client import TritonRanker
+from stream import metrics
+from stream.config import get_settings
+from stream.pipeline import Pipeline, RawMessage
+
+log = logging.getLogger(__name__)
+settings = get_settings()
+
+app = faust.App(
+    settings.consumer_group,
+    broker=f"kafka://{settings.bootstrap_servers}",
+    web_host="127.0.0.1",
+    web_port=settings.worker_web_port,
+    topic_partitions=settings.topic_partitions,
+    consumer_auto_offset_reset="earliest",
+    producer_max_request_size=4 * settings.max_event_bytes,
+    consumer_max_fetch_size=4 * settings.max_event_bytes,
+)
+raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+events_topic = app.topic(settings.events_topic, allow_empty=True, **raw)
+recommendations_topic = app.topic(settings.recommendations_topic, **raw)
+dlq_topic = app.topic(settings.dlq_topic, **raw)
+
+
+@retry(stop=stop_after_delay(60), wait=wait_exponential(max=5), reraise=True)
+def connect_features() -> OnlineFeatures:
+    features = OnlineFeatures(settings)
+    features.apply()
+    return features
+
+
+@app.agent(events_topic)
+async def recommend(stream):
+    pipeline = Pipeline(settings, connect_features(),
+                        TritonRanker(settings.triton_url, settings.model_name, settings.triton_timeout_s,
+                                     settings.max_session_len))
+    async for batch in stream.take_events(settings.batch_size, within=settings.batch_wait_s):
+        messages = [RawMessage(e.message.value or b"", e.message.topic, e.message.partition, e.message.offset)
+                    for e in batch]
+        result = await pipeline.process(messages)
+        for letter in result.dead_letters:
+            await dlq_topic.send(key=f"{letter.partition}:{letter.offset}".encode(),
+                                 value=letter.model_dump_json().encode())
+        for rec in result.recommendations:
+            await recommendations_topic.send(key=rec.session_id.encode(), value=rec.model_dump_json().encode())
+        published_s = time.time()
+        metrics.RECOMMENDATIONS_PUBLISHED.inc(len(result.recommendations))
+        for ts in result.event_ts:
+            metrics.END_TO_END_LATENCY.observe(max(0.0, published_s - ts / 1000))
+
+
+@app.task
+async def expose_metrics():
+    start_http_server(settings.metrics_port, addr="127.0.0.1")
+
+
+@app.timer(interval=5.0)
+async def record_lag():
+    consumer = app.consumer
+    for tp in consumer.assignment():
+        position = await consumer.position(tp)
+        if position is not None:
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, consumer.highwater(tp) - position))
+
+
+if __name__ == "__main__":
+    app.main()
