@@ -1,0 +1,50 @@
+from features.state import SessionState
+from serving.client import ModelRanking
+from stream.explain import explain_fill_item, explain_model_item
+from stream.popularity import Popularity
+from stream.ranking import select_items
+from stream.tail import humanize
+
+SESSION = SessionState(item_ids=("a", "b", "c"), event_types=("view", "add_to_cart", "view"))
+
+
+def popularity_with(counts: dict[str, int]) -> Popularity:
+    pop = Popularity(top_n=2)
+    for item, count in counts.items():
+        pop.observe(item, count, ts=0)
+    pop.refresh()
+    return pop
+
+
+def test_model_item_cites_the_attributed_interaction_and_shared_category():
+    tokens = explain_model_item("x", SESSION, attr_index=1, attr_drop=0.7,
+                                categories={"x": "c9", "b": "c9", "a": "c1"}, popularity=popularity_with({}))
+    assert tokens == ["add_to_cart:b", "category:c9"]
+
+
+def test_no_positive_attribution_means_popularity_carried_it():
+    tokens = explain_model_item("x", SESSION, attr_index=1, attr_drop=-0.2, categories={}, popularity=popularity_with({}))
+    assert tokens == ["popular"]
+
+
+def test_short_session_is_cold_start():
+    short = SessionState(item_ids=("a",), event_types=("view",))
+    tokens = explain_model_item("x", short, 0, 1.0, {}, popularity_with({"x": 5, "y": 1, "z": 1}))
+    assert tokens == ["view:a", "popular", "cold_start"]
+
+
+def test_fill_items_say_why():
+    assert explain_fill_item("x", popularity_with({"x": 3}), "triton_unavailable") == ["fallback:triton_unavailable", "popular"]
+
+
+def test_selection_is_distinct_skips_purchases_and_fills():
+    ranking = ModelRanking(items=["a", "b", "a", "c"], scores=[4, 3, 2, 1], attr_index=[0, 1, 0, -1], attr_drop=[1, 1, 1, 0])
+    picks = select_items(ranking, purchased={"b"}, k=4, fill=["c", "d", "e"])
+    assert [p.item_id for p in picks] == ["a", "c", "d", "e"]
+    assert [p.from_model for p in picks] == [True, True, False, False]
+
+
+def test_humanize():
+    assert humanize("view:i-42") == "because you viewed i-42"
+    assert humanize("add_to_cart:i-1") == "because you added to cart i-1"
+    assert humanize("category:c3").startswith("same category")
