@@ -32,7 +32,7 @@ class TritonRanker:
 
     async def rank(self, sessions: list[tuple[tuple[str, ...], tuple[str, ...]]]) -> tuple[list[ModelRanking], str]:
         """``sessions``: (item_ids, event_types) per request row. Returns rankings and model version."""
-        length = max(1, min(self.max_len, max(len(items) for items, _ in sessions)))
+        length = self.max_len  # one fixed shape lets Triton batch requests from several workers
         tensors = []
         for name, array in (("SESSION_ITEMS", pad_left([s[0] for s in sessions], length)),
                             ("SESSION_TYPES", pad_left([s[1] for s in sessions], length))):

@@ -46,23 +46,55 @@ def render(rec: Recommendation, console: Console) -> None:
     console.print(table)
 
 
+def summary(recs: list[Recommendation], event_ts: dict[str, int]) -> str:
+    """One line: how many, how fast, and event-to-recommendation latency percentiles."""
+    latencies = sorted(r.generated_at - event_ts[r.event_id] for r in recs if r.event_id in event_ts)
+    span_s = max(1e-3, (max(r.generated_at for r in recs) - min(r.generated_at for r in recs)) / 1000)
+
+    def pct(p: float) -> int:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else 0
+
+    fallbacks = sum(r.fallback is not None for r in recs)
+    return (f"{len(recs)} recommendations in {span_s:.1f}s ({len(recs) / span_s:.0f}/s); event->recommendation "
+            f"latency p50 {pct(0.5)} ms, p95 {pct(0.95)} ms, p99 {pct(0.99)} ms; fallbacks {fallbacks}")
+
+
 @cli.command()
 def main(from_beginning: bool = typer.Option(False), max_messages: int = typer.Option(0, "--max"),
          timeout_s: float = typer.Option(0, help="stop after this many idle seconds (0 = never)"),
+         session_prefix: str = typer.Option("", help="only sessions whose id starts with this"),
+         show: int = typer.Option(0, help="render only the first N (0 = all); with --max, a summary line ends"),
          raw: bool = typer.Option(False, help="print the JSON as it arrives")) -> None:
     settings = get_settings()
-    consumer = KafkaConsumer(settings.recommendations_topic, bootstrap_servers=settings.bootstrap_servers,
+    topics = [settings.recommendations_topic] + ([settings.events_topic] if show else [])
+    consumer = KafkaConsumer(*topics, bootstrap_servers=settings.bootstrap_servers,
                              auto_offset_reset="earliest" if from_beginning else "latest",
-                             consumer_timeout_ms=int(timeout_s * 1000) if timeout_s else float("inf"))
+                             consumer_timeout_ms=int(timeout_s * 1000) if timeout_s else float("inf"),
+                             max_partition_fetch_bytes=10_000_000)
     console = Console()
-    for seen, message in enumerate(consumer, 1):
+    recs: list[Recommendation] = []
+    event_ts: dict[str, int] = {}
+    for message in consumer:
+        if message.topic == settings.events_topic:  # read only to time the summary line
+            try:
+                event = json.loads(message.value)
+                event_ts[event["event_id"]] = int(event["ts"])
+            except (ValueError, KeyError, TypeError):
+                pass
+            continue
+        rec = Recommendation.model_validate(json.loads(message.value))
+        if not rec.session_id.startswith(session_prefix):
+            continue
+        recs.append(rec)
         if raw:
             console.print_json(message.value.decode())
-        else:
-            render(Recommendation.model_validate(json.loads(message.value)), console)
-        if max_messages and seen >= max_messages:
+        elif not show or len(recs) <= show:
+            render(rec, console)
+        if max_messages and len(recs) >= max_messages:
             break
     consumer.close()
+    if show and recs:
+        console.print(summary(recs, event_ts))
 
 
 if __name__ == "__main__":
