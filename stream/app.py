@@ -47,9 +47,7 @@ def connect_features() -> OnlineFeatures:
 
 @app.agent(events_topic)
 async def recommend(stream):
-    pipeline = Pipeline(settings, connect_features(),
-                        TritonRanker(settings.triton_url, settings.model_name, settings.triton_timeout_s,
-                                     settings.max_session_len))
+    pipeline = Pipeline(settings, connect_features(), make_ranker())
     async for batch in stream.take_events(settings.batch_size, within=settings.batch_wait_s):
         messages = [RawMessage(e.message.value or b"", e.message.topic, e.message.partition, e.message.offset)
                     for e in batch]
@@ -65,9 +63,28 @@ async def recommend(stream):
             metrics.END_TO_END_LATENCY.observe(max(0.0, published_s - ts / 1000))
 
 
+def make_ranker() -> TritonRanker:
+    return TritonRanker(settings.triton_url, settings.model_name, settings.triton_timeout_s, settings.max_session_len)
+
+
 @app.task
 async def expose_metrics():
+    metrics.initialise_labels()
     start_http_server(settings.metrics_port, addr="127.0.0.1")
+
+
+_probe: list[TritonRanker] = []
+
+
+@app.timer(interval=5.0)
+async def probe_triton():
+    """Keeps reco_triton_up true to Triton's readiness even while no events arrive."""
+    if not _probe:
+        _probe.append(make_ranker())
+    try:
+        metrics.TRITON_UP.set(int(await _probe[0].ready()))
+    except Exception:  # unreachable server: the gauge says so, the alert fires
+        metrics.TRITON_UP.set(0)
 
 
 @app.timer(interval=5.0)

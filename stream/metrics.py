@@ -23,3 +23,15 @@ CONSUMER_LAG = Gauge("reco_consumer_lag", "Messages behind the log end", ["topic
 LAST_EVENT_TIMESTAMP = Gauge("reco_last_event_timestamp_seconds", "Wall-clock time of the last consumed event")
 MODEL_INFO = Info("reco_model", "Model serving the recommendations")
 TRITON_UP = Gauge("reco_triton_up", "1 when the last Triton call succeeded")
+
+INVALID_REASONS = ("too_large", "not_json", "invalid_schema", "unknown_event_type")
+FALLBACK_REASONS = ("triton_unavailable", "too_few_candidates")
+
+
+def initialise_labels() -> None:
+    """Export every reason at zero from the start, so dashboards and rate() see a series before the
+    first bad event or fallback happens."""
+    for reason in INVALID_REASONS:
+        EVENTS_INVALID.labels(reason)
+    for reason in FALLBACK_REASONS:
+        FALLBACKS.labels(reason)
