@@ -1,0 +1,161 @@
+"""Sessions -> index sequences, the SASRec leave-last-out split, training windows, negatives.
+
+Leave-last-out (SASRec, Kang & McAuley 2018): for every user/session with >= 3 interactions,
+the last item is the test target, the second-last the validation target and the rest is
+training data; shorter sequences are training data only and are not evaluated.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from serving.artifacts import Vocab
+from serving.data import Session
+from serving.model import EVENT_TYPE_INDEX
+
+
+@dataclass
+class Encoded:
+    key: str
+    items: np.ndarray  # int64 item indices (0 = unknown to the vocab)
+    types: np.ndarray  # int64 event-type indices (1..4)
+
+
+@dataclass
+class EvalSet:
+    """One row per evaluated user: the input history, the target, every item the user touched."""
+
+    keys: list[str] = field(default_factory=list)
+    items: list[np.ndarray] = field(default_factory=list)  # history item indices (chronological)
+    types: list[np.ndarray] = field(default_factory=list)
+    targets: list[int] = field(default_factory=list)
+    rated: list[np.ndarray] = field(default_factory=list)  # all of the user's items (history+valid+test)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def subset(self, idx) -> "EvalSet":
+        idx = list(idx)
+        return EvalSet([self.keys[i] for i in idx], [self.items[i] for i in idx], [self.types[i] for i in idx],
+                       [self.targets[i] for i in idx], [self.rated[i] for i in idx])
+
+
+@dataclass
+class Split:
+    train: list[Encoded]
+    valid: EvalSet
+    test: EvalSet
+    train_counts: np.ndarray  # [n_items + 1] item counts in the training part
+
+
+def encode(sessions: list[Session], vocab: Vocab) -> list[Encoded]:
+    out = []
+    for s in sessions:
+        items = np.fromiter((vocab.encode_item(x.item_id) for x in s.interactions), dtype=np.int64,
+                            count=len(s.interactions))
+        types = np.fromiter((EVENT_TYPE_INDEX.get(x.event_type, 1) for x in s.interactions), dtype=np.int64,
+                            count=len(s.interactions))
+        out.append(Encoded(s.session_id, items, types))
+    return out
+
+
+def leave_last_out(users: list[Encoded], n_items: int) -> Split:
+    train: list[Encoded] = []
+    valid, test = EvalSet(), EvalSet()
+    counts = np.zeros(n_items + 1, dtype=np.int64)
+    for u in users:
+        n = len(u.items)
+        if n < 3:
+            train.append(u)
+            np.add.at(counts, u.items, 1)
+            continue
+        tr = Encoded(u.key, u.items[:-2], u.types[:-2])
+        train.append(tr)
+        np.add.at(counts, tr.items, 1)
+        rated = np.unique(u.items)
+        valid.keys.append(u.key); valid.items.append(u.items[:-2]); valid.types.append(u.types[:-2])
+        valid.targets.append(int(u.items[-2])); valid.rated.append(rated)
+        test.keys.append(u.key); test.items.append(u.items[:-1]); test.types.append(u.types[:-1])
+        test.targets.append(int(u.items[-1])); test.rated.append(rated)
+    counts[0] = 0
+    return Split(train, valid, test, counts)
+
+
+def build_vocab_and_split(sessions: list[Session]) -> tuple[Vocab, list[Encoded], Split]:
+    """Catalogue from every session (as SASRec), popularity from the training part only."""
+    vocab = Vocab.build(sessions)
+    users = encode(sessions, vocab)
+    split = leave_last_out(users, vocab.n_items)
+    vocab = Vocab(vocab.items, vocab.categories, vocab.item_category, split.train_counts[1:].tolist())
+    return vocab, users, split
+
+
+def pad_left(seqs: list[np.ndarray], length: int) -> np.ndarray:
+    """Stack the last ``length`` entries of each sequence, left-padded with 0."""
+    out = np.zeros((len(seqs), length), dtype=np.int64)
+    for r, s in enumerate(seqs):
+        s = s[-length:]
+        if len(s):
+            out[r, length - len(s):] = s
+    return out
+
+
+def training_windows(train: list[Encoded], max_len: int, all_windows: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs, types, targets) [N, max_len], left-padded; targets[t] = next item after inputs[t].
+
+    A sequence s of length n gives inputs s[:-1] and targets s[1:]. Longer than max_len + 1:
+    cut into consecutive windows from the end (``all_windows``) or keep only the last one (as
+    SASRec). Padded target positions are 0 (no loss).
+    """
+    inp, typ, tgt = [], [], []
+    for u in train:
+        n = len(u.items)
+        if n < 2:
+            continue
+        end = n
+        while end >= 2:
+            start = max(0, end - 1 - max_len)
+            inp.append(u.items[start:end - 1]); typ.append(u.types[start:end - 1]); tgt.append(u.items[start + 1:end])
+            if not all_windows:
+                break
+            end = start + 1  # the next window's last target is this window's first input
+    return pad_left(inp, max_len), pad_left(typ, max_len), pad_left(tgt, max_len)
+
+
+def sample_negatives(rated: list[np.ndarray], n_items: int, n: int = 100, seed: int = 0) -> np.ndarray:
+    """[U, n] negatives per user, uniform over items 1..n_items the user never interacted with.
+
+    As the SASRec reference code: draw uniformly with replacement, reject the user's items.
+    (If a user touched the whole catalogue, the remaining slots hold 0 = padding, which every
+    scorer gives -inf.)
+    """
+    rng = np.random.default_rng(seed)
+    out = np.zeros((len(rated), n), dtype=np.int64)
+    for r, seen in enumerate(rated):
+        seen = np.asarray(seen)
+        n_free = n_items - int(np.count_nonzero((seen >= 1) & (seen <= n_items)))
+        if n_free <= 0:
+            continue
+        got: list[np.ndarray] = []
+        have = 0
+        while have < n:
+            draw = rng.integers(1, n_items + 1, size=max(2 * (n - have), 16))
+            draw = draw[~np.isin(draw, seen)]
+            got.append(draw)
+            have += len(draw)
+        out[r] = np.concatenate(got)[:n]
+    return out
+
+
+def item_counts(seqs: list[Encoded], n_items: int) -> np.ndarray:
+    counts = np.zeros(n_items + 1, dtype=np.int64)
+    for s in seqs:
+        np.add.at(counts, s.items, 1)
+    counts[0] = 0
+    return counts
+
+
+def raw_counts(sessions: list[Session]) -> Counter:
+    return Counter(x.item_id for s in sessions for x in s.interactions)
