@@ -1,0 +1,81 @@
+"""Create the stack's Kafka topics (names and partition counts from stream.config.Settings).
+
+Idempotent: existing topics are left alone (a warning if one has fewer partitions than wanted).
+Waits up to --timeout seconds for the broker to answer. deploy/up.sh runs it after Kafka starts.
+
+    .venv/bin/python deploy/create_topics.py [--timeout 60]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
+from kafka.errors import KafkaError, TopicAlreadyExistsError  # noqa: E402
+
+from stream.config import get_settings  # noqa: E402
+
+
+def wanted_topics() -> dict[str, int]:
+    s = get_settings()
+    return {
+        s.events_topic: s.topic_partitions,
+        s.recommendations_topic: s.topic_partitions,
+        s.dlq_topic: s.topic_partitions,
+    }
+
+
+def connect(bootstrap: str, timeout_s: float) -> KafkaAdminClient:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="create-topics",
+                                    request_timeout_ms=10_000)
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"Kafka at {bootstrap} not reachable after {timeout_s:.0f}s: {exc!r}")
+            time.sleep(1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--timeout", type=float, default=60.0)
+    args = parser.parse_args()
+
+    settings = get_settings()
+    admin = connect(settings.bootstrap_servers, args.timeout)
+    try:
+        wanted = wanted_topics()
+        existing = set(admin.list_topics())
+        new = [NewTopic(name, num_partitions=n, replication_factor=1)
+               for name, n in wanted.items() if name not in existing]
+        if new:
+            try:
+                admin.create_topics(new, timeout_ms=30_000)
+            except TopicAlreadyExistsError:
+                pass  # raced with another creator
+            print("created:", ", ".join(f"{t.name}({t.num_partitions})" for t in new))
+        # Wait until the broker's metadata shows every topic with its partitions.
+        deadline = time.monotonic() + args.timeout
+        while True:
+            have = {m.get("name") or m.get("topic"): len(m.get("partitions") or []) for m in admin.describe_topics(list(wanted))
+                    if not m.get("error_code")}
+            if all(have.get(name, 0) > 0 for name in wanted) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        for name, want in wanted.items():
+            if have.get(name, 0) < want:
+                print(f"warning: topic {name} has {have.get(name, 0)} partitions, settings want {want}",
+                      file=sys.stderr)
+        print("topics ready:", ", ".join(f"{name}({n})" for name, n in wanted.items()))
+    finally:
+        admin.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

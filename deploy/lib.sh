@@ -1,0 +1,152 @@
+# Shared shell helpers for deploy/setup.sh, deploy/up.sh and deploy/down.sh. Source, don't run.
+#
+# Layout (paths from stream.config.Settings, overridable with RECO_RUN_DIR / RECO_STACK_DIR):
+#   .stack/          installed tools: kafka/libs (Maven), triton (pytriton wheel), model-env (numpy<2)
+#   .run/pids/*.pid  one per background service
+#   .run/logs/*.log  stdout+stderr of each service
+#   .run/<service>/  each service's data
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${VENV:-$ROOT/.venv}
+PY=$VENV/bin/python
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# Ports and paths come from the one Settings object (stream/config.py), so RECO_* env vars apply
+# here exactly as in the Python code. Falls back to its defaults when the venv is not there yet.
+load_settings() {
+    local out
+    if [[ -x $PY ]] && out=$(cd "$ROOT" && "$PY" - <<'EOF' 2>/dev/null
+from stream.config import get_settings
+s = get_settings()
+host, _, port = s.bootstrap_servers.split(",")[0].rpartition(":")
+vals = dict(RUN_DIR=s.run_dir, STACK_DIR=s.stack_dir, MODEL_REPO=s.model_repo, MODEL_NAME=s.model_name,
+            KAFKA_HOST=host or "127.0.0.1", KAFKA_PORT=port, REDIS_PORT=s.redis_port,
+            TRITON_HTTP_PORT=s.triton_http_port, TRITON_GRPC_PORT=s.triton_grpc_port,
+            TRITON_METRICS_PORT=s.triton_metrics_port, PROMETHEUS_PORT=s.prometheus_port,
+            WORKER_METRICS_PORT=s.metrics_port, WORKER_WEB_PORT=s.worker_web_port)
+for k, v in vals.items():
+    print(f"{k}='{v}'")
+EOF
+    ); then
+        eval "$out"
+    else
+        RUN_DIR=${RECO_RUN_DIR:-$ROOT/.run}; STACK_DIR=${RECO_STACK_DIR:-$ROOT/.stack}
+        MODEL_REPO=${RECO_MODEL_REPO:-$ROOT/model_repo}; MODEL_NAME=${RECO_MODEL_NAME:-session_transformer}
+        KAFKA_HOST=127.0.0.1; KAFKA_PORT=9092; REDIS_PORT=${RECO_REDIS_PORT:-6379}
+        TRITON_HTTP_PORT=8000; TRITON_GRPC_PORT=8001; TRITON_METRICS_PORT=8002
+        PROMETHEUS_PORT=9090; WORKER_METRICS_PORT=9108; WORKER_WEB_PORT=6066
+    fi
+    KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
+    PID_DIR=$RUN_DIR/pids
+    LOG_DIR=$RUN_DIR/logs
+}
+
+pid_file() { echo "$PID_DIR/$1.pid"; }
+
+# Prints the pid of a running service, or fails when it is not running (a stale pid file is removed).
+running_pid() {
+    local f pid
+    f=$(pid_file "$1")
+    [[ -f $f ]] || return 1
+    pid=$(<"$f")
+    # start_bg makes each service a session leader, so a live pid that leads its own session is
+    # ours; anything else is a stale file whose pid was reused.
+    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && [[ $(ps -o sid= -p "$pid" | tr -d ' ') == "$pid" ]]; then
+        echo "$pid"
+        return 0
+    fi
+    rm -f "$f"
+    return 1
+}
+
+# True when something accepts TCP connections on 127.0.0.1:PORT.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+require_free_port() {  # NAME PORT
+    if port_in_use "$2"; then
+        local who
+        who=$(ss -Hltnp "sport = :$2" 2>/dev/null | grep -o 'users:(([^)]*' | head -1)
+        die "$1: port $2 is already in use${who:+ by ${who#users:((}} (not a service started by deploy/up.sh); stop it or change the port (RECO_* settings)"
+    fi
+}
+
+# start_bg NAME COMMAND... : runs COMMAND in its own session (so stop_service can signal the whole
+# process group, e.g. Triton's python stubs), stdout+stderr appended to $LOG_DIR/NAME.log.
+start_bg() {
+    local name=$1; shift
+    local logf="$LOG_DIR/$name.log" pidf
+    pidf=$(pid_file "$name")
+    mkdir -p "$PID_DIR" "$LOG_DIR"
+    printf '\n===== %s starting %s: %s\n' "$(date '+%F %T')" "$name" "$*" >>"$logf"
+    rm -f "$pidf"
+    # The inner bash writes its own pid and then execs the service, so the pid file holds the service.
+    setsid bash -c 'echo $$ > "$0"; exec "$@"' "$pidf" "$@" >>"$logf" 2>&1 </dev/null &
+    local i
+    for i in $(seq 50); do [[ -s $pidf ]] && break; sleep 0.1; done
+    [[ -s $pidf ]] || die "$name: failed to start (no pid file); see $logf"
+}
+
+show_log_tail() {  # NAME [LINES]
+    local logf="$LOG_DIR/$1.log" run errors
+    [[ -f $logf ]] || return 0
+    # Only this run's part of the log (start_bg writes a "===== ... starting" marker).
+    run=$(awk '/^===== .* starting /{buf=""} {buf=buf $0 "\n"} END{printf "%s", buf}' "$logf")
+    errors=$(grep -E '^E[0-9]{4} |ERROR|Error:|Exception|Traceback' <<<"$run" | grep -v CudaDriverHelper | tail -n 15 || true)
+    if [[ -n $errors ]]; then
+        log "error lines from $logf:"
+        cut -c1-400 <<<"$errors" | sed 's/^/    /' >&2
+    fi
+    log "last ${2:-30} lines of $logf:"
+    tail -n "${2:-30}" <<<"$run" | cut -c1-400 | sed 's/^/    /' >&2
+}
+
+# wait_until NAME TIMEOUT_S DESCRIPTION COMMAND... : polls COMMAND every 0.5 s while the service is
+# alive; on timeout or death prints the log tail and fails.
+wait_until() {
+    local name=$1 timeout=$2 what=$3; shift 3
+    local start=$SECONDS
+    while ! "$@" >/dev/null 2>&1; do
+        if ! running_pid "$name" >/dev/null; then
+            log "ERROR: $name exited while waiting for $what"
+            show_log_tail "$name"
+            return 1
+        fi
+        if (( SECONDS - start >= timeout )); then
+            log "ERROR: $name: $what not reached after ${timeout}s"
+            show_log_tail "$name"
+            return 1
+        fi
+        sleep 0.5
+    done
+    log "$name: $what ($((SECONDS - start))s)"
+}
+
+wait_for_port() { wait_until "$1" "$3" "port $2 open" port_in_use "$2"; }                  # NAME PORT TIMEOUT
+wait_for_http() { wait_until "$1" "$3" "$2 -> 200" curl -sf -o /dev/null --max-time 2 "$2"; }  # NAME URL TIMEOUT
+
+# stop_service NAME [TIMEOUT_S]: TERM the service's process group, KILL after the timeout.
+stop_service() {
+    local name=$1 timeout=${2:-20} pid
+    if ! pid=$(running_pid "$name"); then
+        rm -f "$(pid_file "$name")"
+        return 0
+    fi
+    log "$name: stopping (pid $pid)"
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    local start=$SECONDS
+    while kill -0 "$pid" 2>/dev/null; do
+        if (( SECONDS - start >= timeout )); then
+            log "$name: still running after ${timeout}s, sending KILL"
+            kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+            sleep 0.5
+            break
+        fi
+        sleep 0.3
+    done
+    # Leftover children in the group (e.g. Triton python stubs) go too.
+    if pgrep -g "$pid" >/dev/null 2>&1; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
+    rm -f "$(pid_file "$name")"
+    log "$name: stopped"
+}

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Idempotent setup of everything the local stack needs; `make setup` runs it. Each step leaves a
+# stamp under .stack/stamps/ keyed on its inputs, so a second run is a fast no-op.
+#
+#   1. apt: redis-server, prometheus (+ Java 17 and Maven when missing)
+#   2. .venv with `pip install -e '.[test]'`            (redone when pyproject.toml changes)
+#   3. Kafka jars from deploy/kafka/pom.xml into .stack/kafka/libs   (redone when the pom changes)
+#   4. Triton: the tritonserver binary from the nvidia-pytriton wheel into .stack/triton
+#   5. .stack/model-env: the Python env Triton's python backend runs models in (numpy<2 + torch)
+#
+# Force a step again by deleting its stamp (or all of .stack/stamps).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+
+PYTHON=${PYTHON:-python3.11}
+PYTRITON_VERSION=0.7.0    # ships tritonserver 2.51 with the python backend and per-Python stubs
+MODEL_NUMPY=1.26.4        # see step 5
+STACK_DIR=${RECO_STACK_DIR:-$ROOT/.stack}
+STAMPS=$STACK_DIR/stamps
+mkdir -p "$STAMPS"
+
+stamp_ok() { [[ -f $STAMPS/$1 && $(<"$STAMPS/$1") == "$2" ]]; }  # NAME KEY
+stamp_set() { echo "$2" >"$STAMPS/$1"; }
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+t0=$SECONDS
+
+# 1. System packages ---------------------------------------------------------------------------
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+if (( ${#missing[@]} )); then
+    log "apt: installing ${missing[*]}"
+    SUDO=; (( EUID == 0 )) || SUDO=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    # apt-get update only when the package lists are absent or too old to find the packages.
+    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null \
+        || ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; then
+        $SUDO apt-get update
+        $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
+    # The Debian packages start system services where an init system runs; our stack runs its
+    # own instances on the same ports, so stop those (harmless when there is no init system).
+    for svc in redis-server prometheus; do
+        $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
+    done
+fi
+
+# 2. Project virtualenv --------------------------------------------------------------------------
+if [[ ! -x $VENV/bin/python ]]; then
+    log "venv: creating $VENV with $PYTHON"
+    "$PYTHON" -m venv "$VENV"
+fi
+key=$(hash_of pyproject.toml)
+if ! stamp_ok venv "$key"; then
+    log "venv: pip install -e '.[test]'"
+    "$PY" -m pip install -q -e '.[test]'
+    stamp_set venv "$key"
+fi
+
+# 3. Kafka (jars resolved by Maven; run with plain `java -cp`) -----------------------------------
+key=$(hash_of deploy/kafka/pom.xml)
+if ! stamp_ok kafka "$key" || [[ ! -d $STACK_DIR/kafka/libs ]]; then
+    log "kafka: resolving jars with Maven (deploy/kafka/pom.xml)"
+    rm -rf "$STACK_DIR/kafka/libs.new"
+    mkdir -p "$STACK_DIR/kafka"
+    mvn -B -Dstyle.color=never -f deploy/kafka/pom.xml dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$STACK_DIR/kafka/libs.new" >"$STACK_DIR/kafka/mvn.log" 2>&1 \
+        || { tail -n 40 "$STACK_DIR/kafka/mvn.log" >&2; die "kafka: Maven failed (log: $STACK_DIR/kafka/mvn.log)"; }
+    rm -rf "$STACK_DIR/kafka/libs"
+    mv "$STACK_DIR/kafka/libs.new" "$STACK_DIR/kafka/libs"
+    stamp_set kafka "$key"
+fi
+
+# 4. Triton Inference Server ---------------------------------------------------------------------
+# The nvidia-pytriton wheel carries a complete tritonserver (bin/, backends/python, caches/) with
+# its shared libraries in nvidia_pytriton.libs (found through RPATH). The python backend launches
+# backends/python/triton_python_backend_stub, which the wheel ships once per Python version.
+TRITON_DIR=$STACK_DIR/triton
+TS=$TRITON_DIR/pytriton/tritonserver
+pyver=$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+key="pytriton-$PYTRITON_VERSION-py$pyver"
+if ! stamp_ok triton "$key" || [[ ! -x $TS/bin/tritonserver ]]; then
+    log "triton: installing nvidia-pytriton==$PYTRITON_VERSION into $TRITON_DIR"
+    rm -rf "$TRITON_DIR"
+    "$PY" -m pip install -q --no-deps --target "$TRITON_DIR" "nvidia-pytriton==$PYTRITON_VERSION"
+    cp "$TS/python_backend_stubs/$pyver/triton_python_backend_stub" "$TS/backends/python/"
+    stamp_set triton "$key"
+fi
+
+# 5. Model environment for Triton's python backend ------------------------------------------------
+# Finding: with tritonserver 2.51's python backend, a model whose environment has numpy 2 answers
+# with EMPTY output tensors (the client sees size-0 arrays); numpy 1.26 works. The worker needs
+# numpy 2 (Feast), so models run in their own env. The stub embeds Python in isolated mode
+# (PYTHONPATH and PYTHONHOME are ignored) and finds its prefix by looking `python3` up on PATH, so
+# up.sh puts .stack/model-env/bin first on Triton's PATH: the stub then runs as this venv.
+# To avoid a second multi-GB torch install, the venv holds numpy 1.26 only and a .pth appends the
+# repo root (for serving.*) and .venv's site-packages (torch & co) after it; numpy 1.26 shadows 2.x.
+MODEL_ENV=$STACK_DIR/model-env
+venv_site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+key="numpy-$MODEL_NUMPY-$venv_site"
+if ! stamp_ok model-env "$key" || [[ ! -x $MODEL_ENV/bin/python ]]; then
+    log "model-env: numpy==$MODEL_NUMPY + torch from .venv in $MODEL_ENV"
+    base_python=$("$PY" -c 'import sys, os; print(os.path.join(sys.base_prefix, "bin", "python3"))')
+    rm -rf "$MODEL_ENV"
+    "$base_python" -m venv --without-pip "$MODEL_ENV"
+    "$PY" -m pip --python "$MODEL_ENV/bin/python" install -q "numpy==$MODEL_NUMPY"
+    model_site=$("$MODEL_ENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+    printf '%s\nimport site; site.addsitedir(%s)\n' "$ROOT" "'$venv_site'" >"$model_site/zz_streamreco.pth"
+    "$MODEL_ENV/bin/python" - <<EOF || die "model-env: numpy $MODEL_NUMPY + torch do not import together"
+import numpy, torch
+assert numpy.__version__ == "$MODEL_NUMPY", numpy.__version__
+assert torch.from_numpy(numpy.arange(3.0)).sum().item() == 3.0
+print("model-env ok: numpy", numpy.__version__, "torch", torch.__version__)
+EOF
+    stamp_set model-env "$key"
+fi
+
+# What up.sh needs to run tritonserver (LD_LIBRARY_PATH: the stub links libpython3.11.so.1.0,
+# which must be the same interpreter the .venv was built with, not Debian's /usr/lib one).
+pylibdir=$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')
+cat >"$STACK_DIR/triton.env" <<EOF
+TRITONSERVER=$TS/bin/tritonserver
+TRITON_BACKEND_DIR=$TS/backends
+TRITON_CACHE_DIR=$TS/caches
+TRITON_MODEL_ENV=$MODEL_ENV
+TRITON_PYLIBDIR=$pylibdir
+EOF
+
+log "setup: done in $((SECONDS - t0))s"
