@@ -44,6 +44,17 @@ def score_candidates(model, items, types, candidates: torch.Tensor) -> torch.Ten
 @torch.no_grad()
 def rank_with_attribution(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int,
                           attribute: bool = True) -> Ranked:
+    # Drop the padding columns no row uses: positions count from each row's first interaction,
+    # so scores are unchanged and the (quadratic) attention runs on the real length only.
+    used = (items != 0).any(0).nonzero()
+    offset = int(used[0]) if used.numel() else items.shape[1] - 1
+    items, types = items[:, offset:], types[:, offset:]
+    ranked = _rank(model, items, types, n_candidates, attribute)
+    ranked.attr_pos = torch.where(ranked.attr_pos >= 0, ranked.attr_pos + offset, ranked.attr_pos)
+    return ranked
+
+
+def _rank(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int, attribute: bool) -> Ranked:
     logits = model.score_last(items, types).float()
     logits[:, 0] = float("-inf")  # padding index is never an item
     n_candidates = min(n_candidates, logits.shape[1] - 1)

@@ -30,7 +30,7 @@ class TritonPythonModel:
         version_dir = Path(args["model_repository"]) / args["model_version"]
         self.model, self.vocab = load_model_dir(version_dir, device=self.device)
         self.model.eval()
-        self.max_len = self.model.config.max_len
+        self.max_len = self.model.cfg.max_len
 
     def _encode(self, items: list[list[str]], types: list[list[str]]):
         """Vocabulary indices trimmed to the model's length (unknown items dropped), and for each
