@@ -15,3 +15,26 @@ up: setup         ## start Kafka, Redis, Triton, Prometheus, the worker; wait fo
 
 down:             ## stop everything started by `make up` (`make down WIPE=1` also deletes .run)
 	bash deploy/down.sh $(SERVICES) $(if $(WIPE),--wipe)
+
+MODEL_DIR ?= .run/model
+DEMO_EVENTS ?= 1000
+HAVE_MODEL = ls -d model_repo/session_transformer/[0-9]* >/dev/null 2>&1
+
+train: setup      ## train on synthetic sessions (seeded) and export a new Triton model version
+	$(PY) -m serving.train --format synthetic --sessions 20000 --data-seed 0 --seed 0 --max-minutes 5 \
+		--out $(MODEL_DIR) --export model_repo
+
+demo: setup       ## stack up, train if no model yet, replay events, print recommendations
+	bash deploy/up.sh kafka redis prometheus
+	$(HAVE_MODEL) || $(MAKE) train
+	bash deploy/up.sh triton worker
+	tag=demo$$(date +%s); \
+	$(PY) -m stream.produce --source synthetic --sessions 200 --data-seed 0 --limit $(DEMO_EVENTS) \
+		--rate 200 --session-prefix $$tag- && \
+	$(PY) -m stream.tail --from-beginning --session-prefix $$tag- --show 3 --max $(DEMO_EVENTS) --timeout-s 60
+
+test: setup       ## every test, the live ones on the real stack (Feast on Redis); CI runs this
+	bash deploy/test.sh
+
+report:           ## plot the last 10 minutes from Prometheus into reports/
+	$(PY) deploy/report.py --prometheus http://127.0.0.1:9090 --minutes 10 --out reports/

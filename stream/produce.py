@@ -2,7 +2,7 @@
 
     python -m stream.produce --source synthetic --sessions 200 --rate 500
 
-The synthetic catalogue is fixed by --seed (the same one the model was trained with); the
+The synthetic catalogue is fixed by --data-seed (the one the model was trained with); the
 number of sessions only changes which sessions are drawn.
     python -m stream.produce --source diginetica --data ../shared/data/diginetica --limit 5000
 """
@@ -54,13 +54,13 @@ def main(
     sessions: int = typer.Option(200, help="synthetic sessions to generate"),
     limit: int = typer.Option(0, help="stop after this many events (0 = all)"),
     rate: float = typer.Option(0.0, help="events per second (0 = as fast as possible)"),
-    seed: int = typer.Option(7),
+    data_seed: int = typer.Option(0, help="synthetic only: catalogue seed (the one the model was trained with)"),
     keep_ts: bool = typer.Option(False, help="keep the dataset's timestamps instead of now"),
     session_prefix: str = typer.Option(None, help="prefix for session ids (default: a per-run tag)"),
 ) -> None:
     prefix = f"r{int(time.time())}-" if session_prefix is None else session_prefix
     settings = get_settings()
-    loaded = load(source, data, sessions=sessions, seed=seed)
+    loaded = load(source, data, sessions=sessions, seed=data_seed)
     total = sum(len(s.interactions) for s in loaded)
     total = min(total, limit) if limit else total
     producer = make_producer(settings.bootstrap_servers)

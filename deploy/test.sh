@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# `make test`: every test in one pytest run, the live ones against the real stack with Feast on
+# Redis. Trains a short seeded model first when model_repo has none; stops the stack at the end.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+export RECO_ONLINE_STORE=redis
+
+if ! ls -d model_repo/session_transformer/[0-9]* >/dev/null 2>&1; then
+    "$PY" -m serving.train --format synthetic --sessions 5000 --data-seed 0 --seed 0 --epochs 3 --no-progress \
+        --out "$RUN_DIR/test-model" --export model_repo
+fi
+trap 'bash deploy/down.sh' EXIT
+bash deploy/down.sh worker  # a worker left by `make demo` may use the SQLite store
+bash deploy/up.sh
+"$PY" -m pytest -p no:cacheprovider "$@"
