@@ -162,7 +162,8 @@ def evaluate_scorer(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, bat
         # coverage: top-10 with the whole history masked (the target is not special here)
         cov = s.scatter(1, full_hist, float("-inf"))
         cov[:, 0] = float("-inf")
-        top10[sl] = cov.topk(top10.shape[1], dim=1).indices.numpy()
+        top = cov.topk(top10.shape[1], dim=1)
+        top10[sl] = top.indices.masked_fill(torch.isinf(top.values), 0).numpy()  # masked items are no recommendation
     out = {}
     for p in protocols:
         out[p] = metrics.summarize(ranks[p], top10, n_items)
@@ -190,7 +191,8 @@ def main(
     baseline: str = typer.Option(None, help="popular | itemknn (then --model is not needed)"),
     json_out: bool = typer.Option(True, "--json/--no-json", help="print one JSON object (default)"),
     seed: int = typer.Option(0, help="seed of the negatives and tie-breaks"),
-    sessions: int = typer.Option(10_000, help="synthetic only: number of sessions"),
+    sessions: int = typer.Option(20_000, help="synthetic only: number of sessions (as serving.train)"),
+    data_seed: int = typer.Option(0, help="synthetic only: generator seed (as serving.train)"),
     split: str = typer.Option("test", help="test | valid"),
     device: str = typer.Option("cpu", help="cpu | cuda | auto"),
 ) -> None:
@@ -205,7 +207,7 @@ def main(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     t0 = time.time()
-    sess = load(format, data, sessions=sessions, seed=seed if format == "synthetic" else 0)
+    sess = load(format, data, sessions=sessions, seed=data_seed)
     if baseline is not None:
         vocab, _, sp = build_vocab_and_split(sess)
         scorer = baseline_scorer(baseline, sp, vocab.n_items)

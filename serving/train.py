@@ -93,11 +93,12 @@ def train_model(
     threads: int | None = None,
     progress: bool = True,
     test_eval: bool = True,
-    log=print,
+    log=None,
     meta: dict | None = None,
 ) -> dict:
     """Train, keep the best validation epoch, save to ``out`` (if given); returns a summary dict
     (with the model under key "model" and the vocab under "vocab")."""
+    log = log or (lambda msg: print(msg, flush=True))
     seed_everything(seed)
     if threads:
         torch.set_num_threads(threads)
@@ -172,7 +173,7 @@ def train_model(
                    "val_ndcg@10_full": round(res["full"]["ndcg@10"], 4), "val_hr@10_full": round(res["full"]["hr@10"], 4),
                    "elapsed_s": round(time.time() - t_start, 1)}
             history.append(row)
-            improved = score > best["score"]
+            improved = score >= best["score"]  # ties: keep the later (longer-trained) epoch
             if improved:
                 best = {"score": score, "epoch": epoch, "state": copy.deepcopy(model.state_dict()), "val": row}
             log(json.dumps(row) + ("  *" if improved else ""))
@@ -228,6 +229,7 @@ def main(
     seed: int = typer.Option(0),
     export: Path = typer.Option(None, help="model repository to export the trained model into (e.g. model_repo)"),
     sessions: int = typer.Option(20_000, help="synthetic only: number of sessions to generate"),
+    data_seed: int = typer.Option(0, help="synthetic only: generator seed"),
     d_model: int = typer.Option(DEFAULTS["d_model"]),
     n_layers: int = typer.Option(DEFAULTS["n_layers"]),
     n_heads: int = typer.Option(DEFAULTS["n_heads"]),
@@ -242,7 +244,7 @@ def main(
     threads: int = typer.Option(0, help="torch CPU threads (0: torch default)"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
 ) -> None:
-    sess = load(format, data, sessions=sessions, seed=seed)
+    sess = load(format, data, sessions=sessions, seed=data_seed)
     s = train_model(sess, out, d_model=d_model, n_layers=n_layers, n_heads=n_heads, dropout=dropout, max_len=max_len,
                     batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs, max_minutes=max_minutes,
                     patience=patience, use_categories=categories, all_windows=all_windows, val_users=val_users,
