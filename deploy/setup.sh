@@ -107,10 +107,21 @@ if ! stamp_ok model-env "$key" || [[ ! -x $MODEL_ENV/bin/python ]]; then
     rm -rf "$MODEL_ENV"
     "$base_python" -m venv --without-pip "$MODEL_ENV"
     "$PY" -m pip --python "$MODEL_ENV/bin/python" install -q "numpy==$MODEL_NUMPY"
-    model_site=$("$MODEL_ENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-    printf '%s\nimport site; site.addsitedir(%s)\n' "$ROOT" "'$venv_site'" >"$model_site/zz_streamreco.pth"
+    fresh_model_env=1
+fi
+# The .pth that completes the model env (rewritten when its content changes; no reinstall needed).
+# dont_write_bytecode: the stub would otherwise write <version>/__pycache__/model.*.pyc into the
+# model repository while loading, and Triton's repository poller takes that as a modified version
+# and loads every new version a second time.
+model_site=$("$MODEL_ENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+pth=$(printf '%s\nimport site; site.addsitedir(%s)\nimport sys; sys.dont_write_bytecode = True\n' "$ROOT" "'$venv_site'")
+if [[ ! -f $model_site/zz_streamreco.pth || $(<"$model_site/zz_streamreco.pth") != "$pth" ]]; then
+    log "model-env: writing $model_site/zz_streamreco.pth"
+    printf '%s\n' "$pth" >"$model_site/zz_streamreco.pth"
+fi
+if [[ -n ${fresh_model_env:-} ]]; then
     "$MODEL_ENV/bin/python" - <<EOF || die "model-env: numpy $MODEL_NUMPY + torch do not import together"
-import numpy, torch
+import numpy, torch, serving
 assert numpy.__version__ == "$MODEL_NUMPY", numpy.__version__
 assert torch.from_numpy(numpy.arange(3.0)).sum().item() == 3.0
 print("model-env ok: numpy", numpy.__version__, "torch", torch.__version__)
