@@ -29,6 +29,7 @@ app = faust.App(
     web_port=settings.worker_web_port,
     topic_partitions=settings.topic_partitions,
     consumer_auto_offset_reset="earliest",
+    datadir=str(settings.run_dir / "faust"),
     producer_max_request_size=4 * settings.max_event_bytes,
     consumer_max_fetch_size=4 * settings.max_event_bytes,
 )

@@ -31,10 +31,10 @@ def session_events(sessions: list[Session], stamp_now: bool, prefix: str = "") -
     measurable; the order is still the original one. ``prefix`` makes session ids of repeated
     replays distinct, so each replay starts from fresh online session state.
     """
-    streams = [
-        ((i.ts, s.session_id, n, s, i) for n, i in enumerate(s.interactions)) for s in sessions
-    ]
-    for _, _, n, session, inter in heapq.merge(*streams, key=lambda t: (t[0], t[1], t[2])):
+    def timeline(session: Session):
+        return ((inter.ts, session.session_id, n, session, inter) for n, inter in enumerate(session.interactions))
+
+    for _, _, n, session, inter in heapq.merge(*map(timeline, sessions), key=lambda t: t[:3]):
         session_id = prefix + session.session_id
         yield Event(event_id=f"{session_id}-{n}", event_type=inter.event_type, session_id=session_id,
                     user_id=session.user_id, item_id=inter.item_id,
