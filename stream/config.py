@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     batch_wait_s: float = 0.02
 
     # Triton
-    triton_url: str = "127.0.0.1:8001"  # gRPC
+    triton_host: str = "127.0.0.1"
     triton_http_port: int = 8000
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
@@ -53,7 +53,10 @@ class Settings(BaseSettings):
     worker_web_port: int = 6066
     metrics_port: int = 9108
     prometheus_port: int = 9090
-    latency_objective_ms: float = 250.0
+
+    @property
+    def triton_url(self) -> str:  # the worker talks gRPC
+        return f"{self.triton_host}:{self.triton_grpc_port}"
 
     @property
     def redis_connection_string(self) -> str:
