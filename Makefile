@@ -38,3 +38,6 @@ test: setup       ## every test, the live ones on the real stack (Feast on Redis
 
 report:           ## plot the last 10 minutes from Prometheus into reports/
 	$(PY) deploy/report.py --prometheus http://127.0.0.1:9090 --minutes 10 --out reports/
+
+bench: setup      ## training throughput, faithfulness and its cost, streaming throughput/latency
+	bash deploy/bench.sh
