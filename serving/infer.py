@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 
 # Variant sequences scored per forward pass: bounds memory at chunk x catalogue logits.
-OCCLUSION_CHUNK = 256
+OCCLUSION_CHUNK = 128
 
 
 @dataclass
@@ -32,13 +32,17 @@ def remove_positions(seqs: torch.Tensor, rows: torch.Tensor, positions: torch.Te
 
 
 def score_candidates(model, items, types, candidates: torch.Tensor) -> torch.Tensor:
-    """Scores [V, C] of the given candidate items, chunked to bound memory."""
-    out = []
+    """Scores [V, C] of the given candidate items. Rows are scored in chunks of similar length,
+    each trimmed to its longest row, so one long session does not widen every other row."""
+    lengths = (items != 0).sum(1)
+    out = torch.empty(candidates.shape, dtype=torch.float32, device=items.device)
+    order = lengths.argsort()
     for start in range(0, items.shape[0], OCCLUSION_CHUNK):
-        stop = start + OCCLUSION_CHUNK
-        logits = model.score_last(items[start:stop], types[start:stop])
-        out.append(logits.gather(1, candidates[start:stop]))
-    return torch.cat(out) if out else candidates.new_zeros((0, candidates.shape[1]), dtype=torch.float32)
+        rows = order[start:start + OCCLUSION_CHUNK]
+        width = max(1, int(lengths[rows].max()))
+        logits = model.score_last(items[rows, -width:], types[rows, -width:])
+        out[rows] = logits.gather(1, candidates[rows]).float()
+    return out
 
 
 @torch.no_grad()
