@@ -42,9 +42,11 @@ def session_prefixes(sessions, vocab, max_len: int, seed: int) -> tuple[torch.Te
 
 
 @torch.no_grad()
-def measure_faithfulness(model, items: torch.Tensor, types: torch.Tensor, k: int, n: int, seed: int) -> dict:
+def measure_faithfulness(model, items: torch.Tensor, types: torch.Tensor, k: int, n: int, seed: int,
+                         window: int = 0) -> dict:
+    """The random other interaction is drawn from the whole session, also outside ``window``."""
     rng = random.Random(seed)
-    ranked = rank_with_attribution(model, items, types, k)
+    ranked = rank_with_attribution(model, items, types, k, window=window)
     cases = []  # (row, item, cited position, random other position)
     for row in range(items.shape[0]):
         valid = (items[row] != 0).nonzero().flatten().tolist()
@@ -72,14 +74,15 @@ def measure_faithfulness(model, items: torch.Tensor, types: torch.Tensor, k: int
 
 
 @torch.no_grad()
-def attribution_latency(model, items: torch.Tensor, types: torch.Tensor, k: int, batch: int, repeats: int) -> dict:
+def attribution_latency(model, items: torch.Tensor, types: torch.Tensor, k: int, batch: int, repeats: int,
+                        window: int = 0) -> dict:
     """Median ms per request of ranking with and without attribution, at a given request batch."""
     def median_ms(attribute: bool) -> float:
         times = []
         for r in range(repeats):
             start = (r * batch) % max(1, items.shape[0] - batch)
             t0 = time.perf_counter()
-            rank_with_attribution(model, items[start:start + batch], types[start:start + batch], k, attribute)
+            rank_with_attribution(model, items[start:start + batch], types[start:start + batch], k, attribute, window)
             times.append((time.perf_counter() - t0) * 1000)
         return float(np.median(times))
 
@@ -100,14 +103,16 @@ def main(
     k: int = typer.Option(10),
     seed: int = typer.Option(0),
     latency_repeats: int = typer.Option(20),
+    window: int = typer.Option(10, help="attribute over the last N interactions (0 = all), as Triton's ATTRIBUTION_WINDOW"),
 ) -> None:
     torch.manual_seed(seed)
     model, vocab = load_model_dir(model_dir)
     model.eval()
     items, types = session_prefixes(load(fmt, data, sessions=sessions, seed=data_seed), vocab, model.cfg.max_len, seed)
-    result = {"model": str(model_dir), "format": fmt, "k": k, **measure_faithfulness(model, items, types, k, n, seed)}
+    result = {"model": str(model_dir), "format": fmt, "k": k, "window": window,
+              **measure_faithfulness(model, items, types, k, n, seed, window)}
     for batch in (1, 64):
-        result.update(attribution_latency(model, items, types, k, batch, latency_repeats))
+        result.update(attribution_latency(model, items, types, k, batch, latency_repeats, window))
     typer.echo(json.dumps(result))
 
 

@@ -47,18 +47,20 @@ def score_candidates(model, items, types, candidates: torch.Tensor) -> torch.Ten
 
 @torch.no_grad()
 def rank_with_attribution(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int,
-                          attribute: bool = True) -> Ranked:
+                          attribute: bool = True, window: int = 0) -> Ranked:
+    """``window``: attribute over the most recent ``window`` interactions only (0 = all); the
+    cost grows with the number of interactions tried, and recent ones drive session models."""
     # Drop the padding columns no row uses: positions count from each row's first interaction,
     # so scores are unchanged and the (quadratic) attention runs on the real length only.
     used = (items != 0).any(0).nonzero()
     offset = int(used[0]) if used.numel() else items.shape[1] - 1
     items, types = items[:, offset:], types[:, offset:]
-    ranked = _rank(model, items, types, n_candidates, attribute)
+    ranked = _rank(model, items, types, n_candidates, attribute, window)
     ranked.attr_pos = torch.where(ranked.attr_pos >= 0, ranked.attr_pos + offset, ranked.attr_pos)
     return ranked
 
 
-def _rank(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int, attribute: bool) -> Ranked:
+def _rank(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int, attribute: bool, window: int) -> Ranked:
     logits = model.score_last(items, types).float()
     logits[:, 0] = float("-inf")  # padding index is never an item
     n_candidates = min(n_candidates, logits.shape[1] - 1)
@@ -69,7 +71,9 @@ def _rank(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int, at
     if not attribute:
         return Ranked(top, scores, attr_pos, attr_drop)
 
-    rows, positions = (items != 0).nonzero(as_tuple=True)  # one variant per real interaction
+    first = items.shape[1] - window if 0 < window < items.shape[1] else 0
+    rows, positions = (items[:, first:] != 0).nonzero(as_tuple=True)  # one variant per interaction tried
+    positions = positions + first
     if rows.numel() == 0:
         return Ranked(top, scores, attr_pos, attr_drop)
     variant_scores = score_candidates(

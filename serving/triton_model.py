@@ -26,6 +26,7 @@ class TritonPythonModel:
         params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
         self.n_candidates = int(params.get("N_CANDIDATES", "50"))
         self.attribute = params.get("ATTRIBUTION", "occlusion") == "occlusion"
+        self.window = int(params.get("ATTRIBUTION_WINDOW", "0"))
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         version_dir = Path(args["model_repository"]) / args["model_version"]
         self.model, self.vocab = load_model_dir(version_dir, device=self.device)
@@ -57,7 +58,8 @@ class TritonPythonModel:
             sizes.append(len(req_items))
 
         item_tensor, type_tensor, original_positions = self._encode(items, types)
-        ranked = rank_with_attribution(self.model, item_tensor, type_tensor, self.n_candidates, self.attribute)
+        ranked = rank_with_attribution(self.model, item_tensor, type_tensor, self.n_candidates, self.attribute,
+                                       self.window)
         rec_ids = ranked.items.cpu().numpy()
         scores = ranked.scores.cpu().numpy().astype(np.float32)
         attr_pos = ranked.attr_pos.cpu().numpy()

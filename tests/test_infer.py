@@ -42,3 +42,12 @@ def test_empty_session_has_no_attribution():
     weights = torch.rand(6, 6)
     ranked = rank_with_attribution(BagModel(weights), torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long), 3)
     assert ranked.attr_pos.tolist() == [[-1, -1, -1]]
+
+
+def test_window_limits_attribution_to_recent_interactions():
+    torch.manual_seed(1)
+    weights = torch.rand(10, 10)
+    weights[0] = 0
+    items = torch.tensor([[1, 2, 3, 4, 5]])
+    ranked = rank_with_attribution(BagModel(weights), items, torch.ones_like(items), n_candidates=5, window=2)
+    assert set(ranked.attr_pos.flatten().tolist()) <= {3, 4}
