@@ -54,8 +54,7 @@ def model_scorer(model, device: str | torch.device = "cpu") -> Scorer:
     def score(items: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
         items, types = items.to(device), types.to(device)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-            h = model(items, types)[:, -1]
-        return model.logits(h.float()).float().cpu()
+            return model.score_last(items, types).float().cpu()
 
     score.max_len = model.cfg.max_len  # type: ignore[attr-defined]
     return score

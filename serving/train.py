@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import typer
 
 from serving.artifacts import save_model_dir
@@ -79,12 +78,9 @@ def make_batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator, p
 
 
 def ce_loss(model: SessionTransformer, items: torch.Tensor, types: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean full-softmax cross-entropy of the next item over every non-padded position."""
-    hidden = model(items, types)
-    keep = targets > 0
-    h = hidden[keep]  # [N, d]
-    logits = h @ model.item_emb.weight[1:].t()  # [N, n_items]; padding is not a class
-    return F.cross_entropy(logits.float(), targets[keep] - 1)
+    """Mean full-softmax cross-entropy of the next item over every non-padded position
+    (with the copy head: NLL of the generate/copy mixture)."""
+    return model.loss(items, types, targets)
 
 
 def train_model(
@@ -103,6 +99,7 @@ def train_model(
     max_minutes: float = DEFAULTS["max_minutes"],
     patience: int = DEFAULTS["patience"],
     use_categories: bool = True,
+    copy_head: bool = True,
     all_windows: bool = True,
     val_users: int = 10_000,
     device: str = "auto",
@@ -125,7 +122,7 @@ def train_model(
     vocab, _, split = build_vocab_and_split(sessions)
     n_cat = vocab.n_categories if use_categories else 0
     cfg = ModelConfig(n_items=vocab.n_items, n_categories=n_cat, max_len=max_len, d_model=d_model,
-                      n_layers=n_layers, n_heads=n_heads, dropout=dropout)
+                      n_layers=n_layers, n_heads=n_heads, dropout=dropout, copy_head=copy_head)
     model = SessionTransformer(cfg)
     if n_cat:
         model.item_category.copy_(vocab.category_of_index())
@@ -255,6 +252,7 @@ def main(
     lr: float = typer.Option(DEFAULTS["lr"]),
     weight_decay: float = typer.Option(DEFAULTS["weight_decay"]),
     categories: bool = typer.Option(True, "--categories/--no-categories", help="use a category embedding when the data has categories"),
+    copy_head: bool = typer.Option(True, "--copy-head/--no-copy-head", help="gated pointer over the session's items (serving/model.py)"),
     all_windows: bool = typer.Option(True, "--all-windows/--last-window", help="train on every max_len window of long histories"),
     val_users: int = typer.Option(10_000, help="validation users per epoch (seeded subset)"),
     threads: int = typer.Option(0, help="torch CPU threads (0: torch default)"),
@@ -263,7 +261,7 @@ def main(
     sess = load(format, data, sessions=sessions, seed=data_seed)
     s = train_model(sess, out, d_model=d_model, n_layers=n_layers, n_heads=n_heads, dropout=dropout, max_len=max_len,
                     batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs, max_minutes=max_minutes,
-                    patience=patience, use_categories=categories, all_windows=all_windows, val_users=val_users,
+                    patience=patience, use_categories=categories, copy_head=copy_head, all_windows=all_windows, val_users=val_users,
                     device=device, seed=seed, threads=threads or None, progress=progress,
                     meta={"format": format, "path": str(data) if data else None})
     version = None

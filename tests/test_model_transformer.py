@@ -93,3 +93,13 @@ def test_save_and_load_model_dir(tmp_path):
     assert v2.popularity_array().tolist() == [0.0, 5.0, 0.0, 2.0]
     with pytest.raises(IndexError):
         v2.decode(0)
+
+
+def test_copy_head_scores_are_log_probabilities():
+    m = make()
+    items = torch.tensor([[0, 0, 4, 4, 9], [1, 2, 3, 4, 5]])
+    scores = m.score_last(items, (items > 0).long())
+    torch.testing.assert_close(scores[:, 1:].exp().sum(1), torch.ones(2))
+    plain = make(copy_head=False)
+    h = plain(items, (items > 0).long())[:, -1]
+    torch.testing.assert_close(plain.score_last(items, (items > 0).long()), plain.logits(h))
