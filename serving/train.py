@@ -38,7 +38,7 @@ from serving.model import ModelConfig, SessionTransformer
 from serving.sequences import build_vocab_and_split, training_windows
 
 # Defaults (see RESULTS.md for the runs behind them).
-DEFAULTS = dict(d_model=64, n_layers=2, n_heads=2, dropout=0.3, max_len=50, batch_size=128, lr=1e-3,
+DEFAULTS = dict(d_model=64, n_layers=2, n_heads=2, dropout=0.3, max_len=50, batch_size=128, lr=2e-3,
                 weight_decay=0.0, epochs=200, max_minutes=25.0, patience=8)
 
 
