@@ -130,7 +130,8 @@ def evaluate_scorer(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, bat
     max_len = max_len or getattr(score, "max_len", 50)
     n = len(ev)
     negatives = sample_negatives(ev.rated, n_items, 100, seed) if "sampled100" in protocols else None
-    gen = torch.Generator().manual_seed(seed)
+    # one tie-break stream per protocol: a protocol's numbers do not depend on which others run
+    gens = {p: torch.Generator().manual_seed(seed) for p in PROTOCOLS}
     ranks = {p: np.zeros(n, dtype=np.float64) for p in protocols}
     top10 = np.zeros((n, min(10, n_items)), dtype=np.int64)
     for start in range(0, n, batch_size):
@@ -146,7 +147,7 @@ def evaluate_scorer(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, bat
         t_score = s.gather(1, tgt.view(-1, 1)).squeeze(1)
         if negatives is not None:
             neg = torch.from_numpy(negatives[sl])
-            r = metrics.target_ranks(s.gather(1, neg), t_score, gen).double()
+            r = metrics.target_ranks(s.gather(1, neg), t_score, gens["sampled100"]).double()
             r[~known] = float("inf")
             ranks["sampled100"][sl] = r.numpy()
         # full: mask every earlier item of the user, then put the target back
@@ -155,7 +156,7 @@ def evaluate_scorer(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, bat
         masked.scatter_(1, tgt.view(-1, 1), t_score.view(-1, 1))
         masked[:, 0] = float("-inf")
         if "full" in protocols:
-            r = metrics.target_ranks(masked, t_score, gen, exclude_target=tgt).double()
+            r = metrics.target_ranks(masked, t_score, gens["full"], exclude_target=tgt).double()
             r[~known] = float("inf")
             ranks["full"][sl] = r.numpy()
         # coverage: top-10 with the whole history masked (the target is not special here)

@@ -14,7 +14,9 @@ costs ~ (#training interactions x catalogue x d), not (#users x max_len x catalo
 Split: leave-last-out (see serving/sequences.py). Model selection / early stopping: NDCG@10
 on the validation item under the sampled100 protocol (fixed seeded negatives, so the curve
 is not noisy across epochs; computed on at most --val-users users); full-ranking NDCG@10 is
-logged alongside. The best epoch's weights are written to --out, then evaluated on the test
+logged alongside. After --lr-patience epochs without improvement the learning rate is halved
+(again every --lr-patience epochs); after --patience epochs without improvement, or when
+--max-minutes of training have passed, training stops. The best epoch's weights are written to --out, then evaluated on the test
 item under both protocols (recorded in config.json["training"]).
 """
 from __future__ import annotations
@@ -39,7 +41,7 @@ from serving.sequences import build_vocab_and_split, training_windows
 
 # Defaults (see RESULTS.md for the runs behind them).
 DEFAULTS = dict(d_model=64, n_layers=2, n_heads=2, dropout=0.3, max_len=50, batch_size=128, lr=2e-3,
-                weight_decay=0.0, epochs=200, max_minutes=25.0, patience=8)
+                weight_decay=0.0, epochs=200, max_minutes=25.0, patience=8, lr_patience=2)
 
 
 def pick_device(device: str) -> torch.device:
@@ -98,6 +100,7 @@ def train_model(
     epochs: int = DEFAULTS["epochs"],
     max_minutes: float = DEFAULTS["max_minutes"],
     patience: int = DEFAULTS["patience"],
+    lr_patience: int = DEFAULTS["lr_patience"],
     use_categories: bool = True,
     copy_head: bool = True,
     all_windows: bool = True,
@@ -184,12 +187,15 @@ def train_model(
             row = {"epoch": epoch, "loss": round(total / max(seen, 1), 4), "train_s": round(train_s, 1),
                    "val_ndcg@10_sampled100": round(score, 4), "val_hr@10_sampled100": round(res["sampled100"]["hr@10"], 4),
                    "val_ndcg@10_full": round(res["full"]["ndcg@10"], 4), "val_hr@10_full": round(res["full"]["hr@10"], 4),
-                   "elapsed_s": round(time.time() - t_start, 1)}
+                   "lr": opt.param_groups[0]["lr"], "elapsed_s": round(time.time() - t_start, 1)}
             history.append(row)
             improved = score >= best["score"]  # ties: keep the later (longer-trained) epoch
             if improved:
                 best = {"score": score, "epoch": epoch, "state": copy.deepcopy(model.state_dict()), "val": row}
             log(json.dumps(row) + ("  *" if improved else ""))
+            if not improved and lr_patience > 0 and (epoch - best["epoch"]) % lr_patience == 0:
+                for group in opt.param_groups:  # plateau: halve the learning rate
+                    group["lr"] *= 0.5
             if out_of_time:
                 stop_reason = f"time budget {max_minutes} min"
                 break
@@ -203,7 +209,7 @@ def train_model(
                "train_seconds": round(train_seconds, 1), "device": str(dev),
                "val": best["val"], "history": history, "seed": seed,
                "hyperparameters": dict(batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs,
-                                       max_minutes=max_minutes, patience=patience, all_windows=all_windows,
+                                       max_minutes=max_minutes, patience=patience, lr_patience=lr_patience, all_windows=all_windows,
                                        use_categories=use_categories),
                "data": describe(sessions) | (meta or {})}
     if test_eval:
@@ -238,6 +244,7 @@ def main(
     epochs: int = typer.Option(DEFAULTS["epochs"]),
     max_minutes: float = typer.Option(DEFAULTS["max_minutes"], help="wall-clock budget for training (<=0: none)"),
     patience: int = typer.Option(DEFAULTS["patience"], help="epochs without validation improvement before stopping"),
+    lr_patience: int = typer.Option(DEFAULTS["lr_patience"], help="halve the learning rate after this many epochs without improvement (0: never)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     seed: int = typer.Option(0),
     export: Path = typer.Option(None, help="model repository to export the trained model into (e.g. model_repo)"),
@@ -261,7 +268,7 @@ def main(
     sess = load(format, data, sessions=sessions, seed=data_seed)
     s = train_model(sess, out, d_model=d_model, n_layers=n_layers, n_heads=n_heads, dropout=dropout, max_len=max_len,
                     batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs, max_minutes=max_minutes,
-                    patience=patience, use_categories=categories, copy_head=copy_head, all_windows=all_windows, val_users=val_users,
+                    patience=patience, lr_patience=lr_patience, use_categories=categories, copy_head=copy_head, all_windows=all_windows, val_users=val_users,
                     device=device, seed=seed, threads=threads or None, progress=progress,
                     meta={"format": format, "path": str(data) if data else None})
     version = None
