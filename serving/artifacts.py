@@ -119,7 +119,9 @@ def load_config(path: str | Path) -> dict:
 def load_model_dir(path: str | Path, device: str | torch.device = "cpu") -> tuple[SessionTransformer, Vocab]:
     """(model in eval mode on ``device``, Vocab) from a directory written by ``save_model_dir``."""
     p = Path(path)
-    cfg = ModelConfig.from_dict(load_config(p))
+    raw = load_config(p)
+    raw.setdefault("copy_head", False)  # directories written before the copy head existed
+    cfg = ModelConfig.from_dict(raw)
     vocab = Vocab.from_dict(json.loads((p / "vocab.json").read_text()))
     model = SessionTransformer(cfg)
     model.load_state_dict(torch.load(p / "weights.pt", map_location="cpu", weights_only=True))

@@ -9,6 +9,7 @@ Reads top to bottom like SASRec.pytorch:
              (+ copy head: a gated pointer over the session's own items, see below)
 
 Inputs are LEFT-padded LongTensors [B, L] (0 = padding, most recent interaction at index -1).
+
 Copy head (``copy_head=True``, the default). Sessions repeat items a lot (re-views, view ->
 click -> add_to_cart -> purchase of one item; 31% of DIGINETICA and 83% of Wikipedia test
 targets occur earlier in the sequence) and a tied dot product copies rare items badly: their

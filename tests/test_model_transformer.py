@@ -103,3 +103,13 @@ def test_copy_head_scores_are_log_probabilities():
     plain = make(copy_head=False)
     h = plain(items, (items > 0).long())[:, -1]
     torch.testing.assert_close(plain.score_last(items, (items > 0).long()), plain.logits(h))
+
+
+def test_model_dirs_written_before_the_copy_head_still_load(tmp_path):
+    m = make(n_items=3, copy_head=False)
+    save_model_dir(tmp_path / "old", m, Vocab(["a", "b", "c"]))
+    cfg = json.loads((tmp_path / "old" / "config.json").read_text())
+    del cfg["copy_head"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(cfg))
+    m2, _ = load_model_dir(tmp_path / "old")
+    assert m2.cfg.copy_head is False
