@@ -5,6 +5,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 export RECO_ONLINE_STORE=redis
+load_settings
 
 if ! ls -d model_repo/session_transformer/[0-9]* >/dev/null 2>&1; then
     "$PY" -m serving.train --format synthetic --sessions 5000 --data-seed 0 --seed 0 --epochs 3 --no-progress \
