@@ -102,25 +102,29 @@ def pad_left(seqs: list[np.ndarray], length: int) -> np.ndarray:
     return out
 
 
-def training_windows(train: list[Encoded], max_len: int, all_windows: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def training_windows(train: list[Encoded], max_len: int, all_windows: bool = True,
+                     context: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(inputs, types, targets) [N, max_len], left-padded; targets[t] = next item after inputs[t].
 
     A sequence s of length n gives inputs s[:-1] and targets s[1:]. Longer than max_len + 1:
-    cut into consecutive windows from the end (``all_windows``) or keep only the last one (as
-    SASRec). Padded target positions are 0 (no loss).
+    cut into windows from the end (``all_windows``) or keep only the last one (as SASRec).
+    With ``context`` > 0, each earlier window reaches ``context`` items into the next one and
+    those targets are masked there, so every target is trained once but the first targets of
+    a window still see ``context`` items of history. Padded and masked targets are 0 (no loss).
     """
     inp, typ, tgt = [], [], []
     for u in train:
         n = len(u.items)
-        if n < 2:
-            continue
-        end = n
+        end, covered_from = n, n  # targets at indices >= covered_from are in a later window
         while end >= 2:
             start = max(0, end - 1 - max_len)
-            inp.append(u.items[start:end - 1]); typ.append(u.types[start:end - 1]); tgt.append(u.items[start + 1:end])
-            if not all_windows:
+            targets = u.items[start + 1:end].copy()
+            targets[max(0, covered_from - start - 1):] = 0
+            inp.append(u.items[start:end - 1]); typ.append(u.types[start:end - 1]); tgt.append(targets)
+            if not all_windows or start == 0:
                 break
-            end = start + 1  # the next window's last target is this window's first input
+            covered_from = start + 1
+            end = start + 1 + min(context, max_len - 1)
     return pad_left(inp, max_len), pad_left(typ, max_len), pad_left(tgt, max_len)
 
 

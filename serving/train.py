@@ -41,7 +41,7 @@ from serving.sequences import build_vocab_and_split, training_windows
 
 # Defaults (see RESULTS.md for the runs behind them).
 DEFAULTS = dict(d_model=64, n_layers=2, n_heads=2, dropout=0.3, max_len=50, batch_size=128, lr=2e-3,
-                weight_decay=0.0, epochs=200, max_minutes=25.0, patience=8, lr_patience=2)
+                weight_decay=0.0, epochs=200, max_minutes=25.0, patience=8, lr_patience=2, window_context=0)
 
 
 def pick_device(device: str) -> torch.device:
@@ -104,6 +104,7 @@ def train_model(
     use_categories: bool = True,
     copy_head: bool = True,
     all_windows: bool = True,
+    window_context: int = DEFAULTS["window_context"],
     val_users: int = 10_000,
     device: str = "auto",
     seed: int = 0,
@@ -131,7 +132,7 @@ def train_model(
         model.item_category.copy_(vocab.category_of_index())
     model.to(dev)
 
-    inp, typ, tgt = training_windows(split.train, max_len, all_windows)
+    inp, typ, tgt = training_windows(split.train, max_len, all_windows, window_context)
     n_windows, n_targets = len(inp), int((tgt > 0).sum())
     if n_windows == 0:
         raise ValueError("no training sequence has 2 or more interactions")
@@ -210,6 +211,7 @@ def train_model(
                "val": best["val"], "history": history, "seed": seed,
                "hyperparameters": dict(batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs,
                                        max_minutes=max_minutes, patience=patience, lr_patience=lr_patience, all_windows=all_windows,
+                                       window_context=window_context,
                                        use_categories=use_categories),
                "data": describe(sessions) | (meta or {})}
     if test_eval:
@@ -261,6 +263,7 @@ def main(
     categories: bool = typer.Option(True, "--categories/--no-categories", help="use a category embedding when the data has categories"),
     copy_head: bool = typer.Option(True, "--copy-head/--no-copy-head", help="gated pointer over the session's items (serving/model.py)"),
     all_windows: bool = typer.Option(True, "--all-windows/--last-window", help="train on every max_len window of long histories"),
+    window_context: int = typer.Option(DEFAULTS["window_context"], help="history items each earlier window carries into the next (targets trained once)"),
     val_users: int = typer.Option(10_000, help="validation users per epoch (seeded subset)"),
     threads: int = typer.Option(0, help="torch CPU threads (0: torch default)"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -268,7 +271,7 @@ def main(
     sess = load(format, data, sessions=sessions, seed=data_seed)
     s = train_model(sess, out, d_model=d_model, n_layers=n_layers, n_heads=n_heads, dropout=dropout, max_len=max_len,
                     batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs, max_minutes=max_minutes,
-                    patience=patience, lr_patience=lr_patience, use_categories=categories, copy_head=copy_head, all_windows=all_windows, val_users=val_users,
+                    patience=patience, lr_patience=lr_patience, use_categories=categories, copy_head=copy_head, all_windows=all_windows, window_context=window_context, val_users=val_users,
                     device=device, seed=seed, threads=threads or None, progress=progress,
                     meta={"format": format, "path": str(data) if data else None})
     version = None

@@ -70,6 +70,12 @@ def test_leave_last_out_split_and_windows():
     assert inp.tolist() == [[6, 7, 8, 9], [2, 3, 4, 5], [0, 0, 0, 1]]
     inp1, _, _ = training_windows(long, max_len=4, all_windows=False)
     assert inp1.tolist() == [[6, 7, 8, 9]]
+    # context 2: each earlier window reaches 2 items further; its overlapping targets are masked
+    inp, _, tgt = training_windows(long, max_len=4, context=2)
+    assert inp.tolist() == [[6, 7, 8, 9], [4, 5, 6, 7], [2, 3, 4, 5], [0, 1, 2, 3]]
+    assert tgt.tolist() == [[7, 8, 9, 10], [5, 6, 0, 0], [3, 4, 0, 0], [0, 2, 0, 0]]
+    trained = sorted(t for row in tgt.tolist() for t in row if t)
+    assert trained == list(range(2, 11))  # every next-item pair exactly once
 
 
 class TableScorer:
