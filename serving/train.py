@@ -41,7 +41,7 @@ from serving.sequences import build_vocab_and_split, training_windows
 
 # Defaults (see RESULTS.md for the runs behind them).
 DEFAULTS = dict(d_model=64, n_layers=2, n_heads=2, dropout=0.3, max_len=50, batch_size=128, lr=2e-3,
-                weight_decay=0.0, epochs=200, max_minutes=25.0, patience=8, lr_patience=2, window_context=0)
+                weight_decay=0.0, epochs=200, max_minutes=25.0, patience=8, lr_patience=2, window_context=25)
 
 
 def pick_device(device: str) -> torch.device:
