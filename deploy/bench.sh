@@ -4,6 +4,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
+load_settings
 EVENTS=${BENCH_EVENTS:-3000}
 RATE=${BENCH_RATE:-50}  # events/s for the latency run
 MODEL_DIR=${MODEL_DIR:-$RUN_DIR/model}
