@@ -14,12 +14,15 @@ MODEL_DIR=${MODEL_DIR:-$RUN_DIR/model}
 "$PY" -m serving.faithfulness --model "$MODEL_DIR" --format synthetic --n 1000
 
 bash deploy/up.sh
+# replay NAME N [produce options]: N synthetic events under a fresh session prefix, then the
+# summary line of their recommendations.
+replay() {
+    local tag=$1$(date +%s) n=$2
+    shift 2
+    "$PY" -m stream.produce --source synthetic --sessions 1000 --limit "$n" --session-prefix "$tag-" "$@"
+    "$PY" -m stream.tail --from-beginning --session-prefix "$tag-" --show 1 --max "$n" --timeout-s 120 | tail -n 2
+}
 # Capacity: a burst far above it, so the worker always has a full batch waiting.
-tag=burst$(date +%s)
-"$PY" -m stream.produce --source synthetic --sessions 1000 --data-seed 0 --limit "$EVENTS" --session-prefix "$tag-"
-"$PY" -m stream.tail --from-beginning --session-prefix "$tag-" --show 1 --max "$EVENTS" --timeout-s 120 | tail -n 2
+replay burst "$EVENTS" --data-seed 0
 # Latency: a steady rate below capacity, so the figure is service time rather than queueing.
-tag=steady$(date +%s)
-"$PY" -m stream.produce --source synthetic --sessions 1000 --data-seed 1 --limit $((RATE * 30)) --rate "$RATE" \
-    --session-prefix "$tag-"
-"$PY" -m stream.tail --from-beginning --session-prefix "$tag-" --show 1 --max $((RATE * 30)) --timeout-s 120 | tail -n 2
+replay steady $((RATE * 30)) --data-seed 1 --rate "$RATE"
