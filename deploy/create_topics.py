@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kafka.admin import KafkaAdminClient, NewTopic  # noqa: E402
+from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic  # noqa: E402
 from kafka.errors import KafkaError, TopicAlreadyExistsError  # noqa: E402
 
 from stream.config import get_settings  # noqa: E402
@@ -27,6 +27,12 @@ def wanted_topics() -> dict[str, int]:
         s.recommendations_topic: s.topic_partitions,
         s.dlq_topic: s.topic_partitions,
     }
+
+
+def topic_configs() -> dict[str, dict[str, str]]:
+    """A dead letter carries its message's bytes, up to 4/3 larger than the message (base64)."""
+    s = get_settings()
+    return {s.dlq_topic: {"max.message.bytes": str(s.max_dlq_record_bytes)}}
 
 
 def connect(bootstrap: str, timeout_s: float) -> KafkaAdminClient:
@@ -51,7 +57,8 @@ def main() -> int:
     try:
         wanted = wanted_topics()
         existing = set(admin.list_topics())
-        new = [NewTopic(name, num_partitions=n, replication_factor=1)
+        configs = topic_configs()
+        new = [NewTopic(name, num_partitions=n, replication_factor=1, topic_configs=configs.get(name, {}))
                for name, n in wanted.items() if name not in existing]
         if new:
             try:
@@ -67,6 +74,11 @@ def main() -> int:
             if all(have.get(name, 0) > 0 for name in wanted) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
+        # Existing topics (a stack from before this setting) get the configs too; idempotent.
+        altered = [ConfigResource(ConfigResourceType.TOPIC, name, configs=cfg)
+                   for name, cfg in configs.items() if name in existing]
+        if altered:
+            admin.alter_configs(altered)
         for name, want in wanted.items():
             if have.get(name, 0) < want:
                 print(f"warning: topic {name} has {have.get(name, 0)} partitions, settings want {want}",

@@ -25,7 +25,8 @@ vals = dict(RUN_DIR=s.run_dir, STACK_DIR=s.stack_dir, MODEL_REPO=s.model_repo, M
             KAFKA_HOST=host or "127.0.0.1", KAFKA_PORT=port, REDIS_PORT=s.redis_port,
             TRITON_HTTP_PORT=s.triton_http_port, TRITON_GRPC_PORT=s.triton_grpc_port,
             TRITON_METRICS_PORT=s.triton_metrics_port, PROMETHEUS_PORT=s.prometheus_port,
-            WORKER_METRICS_PORT=s.metrics_port, WORKER_WEB_PORT=s.worker_web_port)
+            WORKER_METRICS_PORT=s.metrics_port, WORKER_WEB_PORT=s.worker_web_port,
+            MAX_MESSAGE_BYTES=s.max_message_bytes)
 for k, v in vals.items():
     print(f"{k}='{v}'")
 EOF
@@ -36,7 +37,7 @@ EOF
         MODEL_REPO=${RECO_MODEL_REPO:-$ROOT/model_repo}; MODEL_NAME=${RECO_MODEL_NAME:-session_transformer}
         KAFKA_HOST=127.0.0.1; KAFKA_PORT=9092; REDIS_PORT=${RECO_REDIS_PORT:-6379}
         TRITON_HTTP_PORT=8000; TRITON_GRPC_PORT=8001; TRITON_METRICS_PORT=8002
-        PROMETHEUS_PORT=9090; WORKER_METRICS_PORT=9108; WORKER_WEB_PORT=6066
+        PROMETHEUS_PORT=9090; WORKER_METRICS_PORT=9108; WORKER_WEB_PORT=6066; MAX_MESSAGE_BYTES=4194304
     fi
     KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
     PID_DIR=$RUN_DIR/pids

@@ -51,6 +51,7 @@ launch_kafka() {
         echo "advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT"
         echo "controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT"
         echo "log.dirs=$dir/data"
+        echo "message.max.bytes=$MAX_MESSAGE_BYTES"
     } >"$dir/server.properties"
     local java_opts=(-Xms256m -Xmx512m -XX:+UseG1GC -Djava.awt.headless=true
                      "-Dlog4j2.configurationFile=$ROOT/deploy/kafka/log4j2.properties")
@@ -73,7 +74,7 @@ start_redis() {
     require_free_port redis "$REDIS_PORT"
     mkdir -p "$RUN_DIR/redis"
     start_bg redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --protected-mode yes \
-        --save '' --appendonly no --daemonize no --dir "$RUN_DIR/redis" --loglevel notice
+        --save '' --appendonly yes --appendfsync everysec --daemonize no --dir "$RUN_DIR/redis" --loglevel notice
     wait_until redis "$TIMEOUT" "PING -> PONG" redis_ping || die "redis did not start"
 }
 redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; }

@@ -1,17 +1,18 @@
 """Faust worker: consumes events, runs each batch through the pipeline, publishes recommendations
-and dead letters. Offsets are acknowledged only after a batch's messages are handed to the
-producer (at-least-once); the online-state update is idempotent for redelivered events.
+and dead letters. Events are acknowledged only after the broker has acknowledged every record of
+their batch (at-least-once); the online-state update is idempotent for redelivered events.
 
 Run: ``python -m stream.app worker -l info``
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 import faust
 from prometheus_client import start_http_server
-from tenacity import retry, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, retry, stop_after_delay, wait_exponential
 
 from features.store import OnlineFeatures
 from serving.client import TritonRanker
@@ -30,8 +31,8 @@ app = faust.App(
     topic_partitions=settings.topic_partitions,
     consumer_auto_offset_reset="earliest",
     datadir=str(settings.run_dir / "faust"),
-    producer_max_request_size=4 * settings.max_event_bytes,
-    consumer_max_fetch_size=4 * settings.max_event_bytes,
+    producer_max_request_size=settings.max_dlq_record_bytes,
+    consumer_max_fetch_size=settings.max_message_bytes,
 )
 raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 events_topic = app.topic(settings.events_topic, allow_empty=True, **raw)
@@ -48,20 +49,50 @@ def connect_features() -> OnlineFeatures:
 
 @app.agent(events_topic)
 async def recommend(stream):
-    pipeline = Pipeline(settings, connect_features(), make_ranker())
-    async for batch in stream.take_events(settings.batch_size, within=settings.batch_wait_s):
-        messages = [RawMessage(e.message.value or b"", e.message.topic, e.message.partition, e.message.offset)
-                    for e in batch]
-        result = await pipeline.process(messages)
-        for letter in result.dead_letters:
-            await dlq_topic.send(key=f"{letter.partition}:{letter.offset}".encode(),
-                                 value=letter.model_dump_json().encode())
-        for rec in result.recommendations:
-            await recommendations_topic.send(key=rec.session_id.encode(), value=rec.model_dump_json().encode())
-        published_s = time.time()
-        metrics.RECOMMENDATIONS_PUBLISHED.inc(len(result.recommendations))
-        for ts in result.event_ts:
-            metrics.END_TO_END_LATENCY.observe(max(0.0, published_s - ts / 1000))
+    try:
+        pipeline = Pipeline(settings, connect_features(), make_ranker())
+        # noack_take, not take_events: take_events acks a batch in a `finally` when the loop body
+        # raises, so a batch that failed on Redis or Kafka would be committed unprocessed.
+        async for batch in stream.noack_take(settings.batch_size, within=settings.batch_wait_s):
+            messages = [RawMessage(e.message.value or b"", e.message.topic, e.message.partition, e.message.offset)
+                        for e in batch]
+            await process_until_published(pipeline, messages)
+            for event in batch:
+                await stream.ack(event)
+    except Exception:
+        metrics.AGENT_CRASHES.inc()
+        raise
+
+
+def count_retry(state) -> None:
+    exc = state.outcome.exception()
+    metrics.BATCH_RETRIES.labels(type(exc).__name__).inc()
+    log.warning("batch failed (attempt %d), retrying in %.1fs: %r", state.attempt_number,
+                state.next_action.sleep, exc)
+
+
+async def process_until_published(pipeline: Pipeline, messages: list[RawMessage]) -> None:
+    """Runs the batch until its recommendations and dead letters are delivered, retrying a failed
+    dependency (Feast, Redis, Kafka) with backoff. Message content cannot fail here (it becomes a
+    dead letter), so a retry waits for a dependency, and the partition waits with it."""
+    async for attempt in AsyncRetrying(wait=wait_exponential(multiplier=0.1, max=5), before_sleep=count_retry):
+        with attempt:
+            result = await pipeline.process(messages)
+            await publish(result)
+
+
+async def publish(result) -> None:
+    """Sends every record and waits for the broker's acknowledgement of each."""
+    pending = [await dlq_topic.send(key=f"{letter.partition}:{letter.offset}".encode(),
+                                    value=letter.model_dump_json().encode())
+               for letter in result.dead_letters]
+    pending += [await recommendations_topic.send(key=rec.session_id.encode(), value=rec.model_dump_json().encode())
+                for rec in result.recommendations]
+    await asyncio.gather(*pending)
+    published_s = time.time()
+    metrics.RECOMMENDATIONS_PUBLISHED.inc(len(result.recommendations))
+    for ts in result.event_ts:
+        metrics.END_TO_END_LATENCY.observe(max(0.0, published_s - ts / 1000))
 
 
 def make_ranker() -> TritonRanker:

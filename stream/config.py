@@ -21,7 +21,10 @@ class Settings(BaseSettings):
     dlq_topic: str = "events.dlq"
     topic_partitions: int = 4
     consumer_group: str = "streamreco"
-    max_event_bytes: int = 1_000_000
+    max_event_bytes: int = 1_000_000  # larger events are dead-lettered (too_large)
+    # The broker's message.max.bytes: the largest message anyone can put on `events`. Dead letters
+    # carry the message's bytes (base64 at worst, 4/3), so the DLQ topic accepts twice this.
+    max_message_bytes: int = 4_194_304
 
     # Recommendation shape
     k: int = 10
@@ -53,6 +56,10 @@ class Settings(BaseSettings):
     worker_web_port: int = 6066
     metrics_port: int = 9108
     prometheus_port: int = 9090
+
+    @property
+    def max_dlq_record_bytes(self) -> int:
+        return 2 * self.max_message_bytes
 
     @property
     def triton_url(self) -> str:  # the worker talks gRPC

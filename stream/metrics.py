@@ -23,8 +23,10 @@ CONSUMER_LAG = Gauge("reco_consumer_lag", "Messages behind the log end", ["topic
 LAST_EVENT_TIMESTAMP = Gauge("reco_last_event_timestamp_seconds", "Wall-clock time of the last consumed event")
 MODEL_INFO = Info("reco_model", "Model serving the recommendations")
 TRITON_UP = Gauge("reco_triton_up", "1 when the last Triton call succeeded")
+BATCH_RETRIES = Counter("reco_batch_retries_total", "Batches run again after a dependency failed", ["error"])
+AGENT_CRASHES = Counter("reco_agent_crashes_total", "Times the recommend agent raised (Faust restarts it)")
 
-INVALID_REASONS = ("too_large", "not_json", "invalid_schema", "unknown_event_type")
+INVALID_REASONS = ("too_large", "not_json", "too_deep", "invalid_schema", "unknown_event_type")
 FALLBACK_REASONS = ("triton_unavailable", "too_few_candidates")
 
 

@@ -3,27 +3,40 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 EventType = Literal["view", "click", "add_to_cart", "purchase"]
 EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase")
 
 
+# Latest accepted event time (2100-01-01 UTC): later ones are bugs, and they must fit Feast's int64.
+MAX_TS_MS = 4_102_444_800_000
+
+
+def _encodable(value: str) -> str:
+    """JSON escapes can produce lone surrogates, which no store, topic or client can encode."""
+    value.encode("utf-8")  # UnicodeEncodeError is a ValueError: pydantic reports it as a field error
+    return value
+
+
+Id = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_encodable)]
+
+
 class Event(BaseModel):
     """A shopper's interaction, published by the site to the events topic."""
 
-    model_config = ConfigDict(strict=True, frozen=True, extra="ignore")
+    model_config = ConfigDict(strict=True, frozen=True, extra="ignore", allow_inf_nan=False)
 
-    event_id: str = Field(min_length=1, max_length=200)
+    event_id: Id
     event_type: EventType
-    session_id: str = Field(min_length=1, max_length=200)
-    user_id: str | None = None
-    item_id: str = Field(min_length=1, max_length=200)
-    ts: int = Field(ge=0, description="epoch milliseconds")
+    session_id: Id
+    user_id: Id | None = None
+    item_id: Id
+    ts: int = Field(ge=0, le=MAX_TS_MS, description="epoch milliseconds")
     price: float | None = None
-    category_id: str | None = None
+    category_id: Id | None = None
 
 
 class RecommendedItem(BaseModel):
@@ -55,7 +68,7 @@ class DeadLetter(BaseModel):
 
     raw: str
     raw_encoding: Literal["text", "base64"]
-    reason: str  # short code: too_large, not_json, invalid_schema, unknown_event_type
+    reason: str  # short code: too_large, not_json, too_deep, invalid_schema, unknown_event_type
     error: str  # human-readable detail
     topic: str
     partition: int
@@ -69,29 +82,50 @@ class InvalidEvent(ValueError):
         self.error = error
 
 
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not valid JSON (RFC 8259 has no NaN or Infinity)")
+
+
 def parse_event(raw: bytes, max_bytes: int) -> Event:
-    """Decode and validate one raw events-topic message, or raise InvalidEvent with a reason."""
+    """Decode and validate one raw events-topic message, or raise InvalidEvent with a reason.
+
+    Total over its input: whatever the bytes, the outcome is an Event or an InvalidEvent.
+    """
     if len(raw) > max_bytes:
         raise InvalidEvent("too_large", f"message is {len(raw)} bytes, limit {max_bytes}")
     try:
-        payload = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidEvent("not_json", str(exc)) from None
+        payload = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError:
+        raise InvalidEvent("too_deep", "JSON nesting deeper than the parser's recursion limit") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN, integers over 4,300 digits
+        raise InvalidEvent("not_json", str(exc)[:500]) from None
     if not isinstance(payload, dict):
         raise InvalidEvent("invalid_schema", f"expected a JSON object, got {type(payload).__name__}")
     try:
         return Event.model_validate(payload)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
+        errors = exc.errors(include_url=False, include_input=False)
         reason = "unknown_event_type" if any(e["loc"] == ("event_type",) for e in errors) else "invalid_schema"
         detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in errors)
-        raise InvalidEvent(reason, detail) from None
+        raise InvalidEvent(reason, detail[:500]) from None
+    except RecursionError:  # a deep value in a field the model reads
+        raise InvalidEvent("too_deep", "a field holds JSON nested too deep to validate") from None
+
+
+def _escapes_cheaply(text: str) -> bool:
+    """JSON escapes a control character in six bytes and a quote or backslash in two; base64 costs
+    4/3. Text is kept only while escaping costs less, so a dead letter is never much larger than
+    the message it carries (and fits the DLQ topic's size limit)."""
+    extra = sum(5 if c < " " else 1 for c in text if c < " " or c in '"\\')
+    return extra <= len(text) // 3
 
 
 def dead_letter(raw: bytes, exc: InvalidEvent, topic: str, partition: int, offset: int) -> DeadLetter:
     try:
         text, encoding = raw.decode("utf-8"), "text"
     except UnicodeDecodeError:
+        text, encoding = "", "base64"
+    if encoding == "base64" or not _escapes_cheaply(text):
         text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
     return DeadLetter(raw=text, raw_encoding=encoding, reason=exc.reason, error=exc.error,
                       topic=topic, partition=partition, offset=offset)

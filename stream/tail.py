@@ -4,7 +4,7 @@
 """
 from __future__ import annotations
 
-import json
+import logging
 
 import typer
 from kafka import KafkaConsumer
@@ -12,8 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from stream.config import get_settings
-from stream.schemas import Recommendation
+from stream.schemas import InvalidEvent, Recommendation, parse_event
 
+log = logging.getLogger(__name__)
 cli = typer.Typer(add_completion=False)
 
 _VERBS = {"view": "viewed", "click": "clicked", "add_to_cart": "added to cart", "purchase": "bought"}
@@ -59,6 +60,16 @@ def summary(recs: list[Recommendation], event_ts: dict[str, int]) -> str:
             f"latency p50 {pct(0.5)} ms, p95 {pct(0.95)} ms, p99 {pct(0.99)} ms; fallbacks {fallbacks}")
 
 
+def parse_or_warn(parse, message):
+    """Whatever a topic holds, a reader skips what it cannot parse (with a warning) and goes on."""
+    try:
+        return parse()
+    except (InvalidEvent, ValueError, RecursionError) as exc:
+        log.warning("skipping %s[%d]@%d: %s", message.topic, message.partition, message.offset,
+                    str(exc).splitlines()[0][:200])
+        return None
+
+
 @cli.command()
 def main(from_beginning: bool = typer.Option(False), max_messages: int = typer.Option(0, "--max"),
          timeout_s: float = typer.Option(0, help="stop after this many idle seconds (0 = never)"),
@@ -76,13 +87,13 @@ def main(from_beginning: bool = typer.Option(False), max_messages: int = typer.O
     event_ts: dict[str, int] = {}
     for message in consumer:
         if message.topic == settings.events_topic:  # read only to time the summary line
-            try:
-                event = json.loads(message.value)
-                event_ts[event["event_id"]] = int(event["ts"])
-            except (ValueError, KeyError, TypeError):
-                pass
+            event = parse_or_warn(lambda: parse_event(message.value or b"", settings.max_event_bytes), message)
+            if event is not None:
+                event_ts[event.event_id] = event.ts
             continue
-        rec = Recommendation.model_validate(json.loads(message.value))
+        rec = parse_or_warn(lambda: Recommendation.model_validate_json(message.value or b""), message)
+        if rec is None:
+            continue
         if not rec.session_id.startswith(session_prefix):
             continue
         recs.append(rec)

@@ -1,6 +1,10 @@
+import json
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -43,3 +47,49 @@ def live_load():
     consumer.close()
     assert len(seen) >= len(events), f"only {len(seen)} of {len(events)} recommendations arrived"
     return len(events)
+
+
+@pytest.fixture
+def collect():
+    """Reads the recommendations and dead letters of one tagged run from the real topics:
+    ``collect(tag, want_recs, want_dlq)`` -> ({event_id: recommendation}, [dead letter])."""
+    from kafka import KafkaConsumer
+
+    from stream.config import get_settings
+
+    settings = get_settings()
+
+    def run(tag: str, want_recs: int, want_dlq: int, deadline_s: float = 240, dlq_match=None):
+        match = dlq_match or (lambda letter: tag in letter["raw"])
+        consumer = KafkaConsumer(settings.recommendations_topic, settings.dlq_topic,
+                                 bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest",
+                                 group_id=f"collect-{tag}", consumer_timeout_ms=2000, fetch_max_bytes=50_000_000,
+                                 max_partition_fetch_bytes=2 * settings.max_dlq_record_bytes)
+        recs, dlq = {}, []
+        deadline = time.time() + deadline_s
+        while time.time() < deadline and (len(recs) < want_recs or len(dlq) < want_dlq):
+            for message in consumer:
+                payload = json.loads(message.value)
+                if message.topic == settings.recommendations_topic and payload["event_id"].startswith(tag):
+                    recs[payload["event_id"]] = payload
+                elif message.topic == settings.dlq_topic and match(payload):
+                    dlq.append(payload)
+        consumer.close()
+        return recs, dlq
+
+    return run
+
+
+@pytest.fixture
+def worker_metric():
+    """The worker's own /metrics: ``worker_metric(name)`` sums every sample of that name."""
+    from stream.config import get_settings
+
+    url = f"http://127.0.0.1:{get_settings().metrics_port}/metrics"
+
+    def read(name: str) -> float:
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        return sum(sample.value for family in text_string_to_metric_families(text)
+                   for sample in family.samples if sample.name == name)
+
+    return read

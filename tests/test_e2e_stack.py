@@ -9,10 +9,10 @@ import uuid
 from collections import Counter, defaultdict
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from features.store import make_store
-from stream.config import Settings, get_settings
+from stream.config import get_settings
 
 pytestmark = pytest.mark.stack
 
@@ -51,25 +51,7 @@ def build_events(tag: str, seed: int = 11):
     return messages, kept, expected_reasons
 
 
-def collect(settings: Settings, tag: str, want_recs: int, want_dlq: int, deadline_s: float = 240):
-    consumer = KafkaConsumer(settings.recommendations_topic, settings.dlq_topic,
-                             bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest",
-                             group_id=f"e2e-{tag}", consumer_timeout_ms=2000, fetch_max_bytes=50_000_000,
-                             max_partition_fetch_bytes=10_000_000)
-    recs, dlq = {}, []
-    deadline = time.time() + deadline_s
-    while time.time() < deadline and (len(recs) < want_recs or len(dlq) < want_dlq):
-        for message in consumer:
-            payload = json.loads(message.value)
-            if message.topic == settings.recommendations_topic and payload["event_id"].startswith(tag):
-                recs[payload["event_id"]] = payload
-            elif message.topic == settings.dlq_topic and tag in payload["raw"]:
-                dlq.append(payload)
-    consumer.close()
-    return recs, dlq
-
-
-def test_events_in_recommendations_and_dead_letters_out():
+def test_events_in_recommendations_and_dead_letters_out(collect):
     settings = get_settings()
     assert settings.online_store == "redis", "the end-to-end test runs Feast on Redis (RECO_ONLINE_STORE=redis)"
     tag = f"e2e{uuid.uuid4().hex[:8]}"
@@ -81,7 +63,7 @@ def test_events_in_recommendations_and_dead_letters_out():
         producer.send(settings.events_topic, key=key.encode(), value=value)
     producer.flush()
 
-    recs, dlq = collect(settings, tag, want_recs=len(valid), want_dlq=MALFORMED)
+    recs, dlq = collect(tag, want_recs=len(valid), want_dlq=MALFORMED)
 
     # Every valid event: exactly one recommendation, k distinct items, tokens on each, no purchased item.
     assert set(recs) == {e["event_id"] for e in valid}

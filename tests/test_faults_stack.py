@@ -1,0 +1,122 @@
+"""Nothing is lost on the real stack: a Redis outage under load and a flood of malformed input.
+
+Needs `make up` with RECO_ONLINE_STORE=redis (``make test`` does both). The Redis test stops and
+starts the stack's own Redis with deploy/down.sh and deploy/up.sh.
+"""
+import json
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+
+import pytest
+from kafka import KafkaProducer
+
+from stream.config import get_settings
+
+pytestmark = pytest.mark.stack
+
+
+def valid_event(tag: str, n: int, sessions: int) -> dict:
+    kinds = ["view", "view", "click", "add_to_cart", "view", "purchase"]
+    return {"event_id": f"{tag}-e{n}", "event_type": kinds[n % len(kinds)], "session_id": f"{tag}-s{n % sessions}",
+            "user_id": f"{tag}-u{n % 7}", "item_id": f"i{(n * 37) % 300 + 1}", "ts": int(time.time() * 1000),
+            "price": 3.5, "category_id": "c1"}
+
+
+def producer(settings) -> KafkaProducer:
+    return KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5,
+                         max_request_size=settings.max_message_bytes - 1024)
+
+
+def test_redis_outage_under_steady_load_loses_no_event(collect, worker_metric):
+    """100 events/s for 25 s; Redis is stopped 4 s in and started again 10 s later."""
+    settings = get_settings()
+    tag = f"redis{uuid.uuid4().hex[:6]}"
+    events = [valid_event(tag, n, sessions=100) for n in range(2500)]
+    retries_before = worker_metric("reco_batch_retries_total")
+
+    def outage():
+        time.sleep(4)
+        subprocess.run(["bash", "deploy/down.sh", "redis"], check=True)
+        time.sleep(10)
+        subprocess.run(["bash", "deploy/up.sh", "redis"], check=True)
+
+    fault = threading.Thread(target=outage)
+    fault.start()
+    try:
+        send = producer(settings)
+        start = time.perf_counter()
+        for n, event in enumerate(events):
+            time.sleep(max(0.0, start + n / 100 - time.perf_counter()))
+            send.send(settings.events_topic, key=event["session_id"].encode(), value=json.dumps(event).encode())
+        send.flush()
+    finally:
+        fault.join()
+
+    recs, _ = collect(tag, want_recs=len(events), want_dlq=0, deadline_s=180)
+    missing = {e["event_id"] for e in events} - set(recs)
+    assert not missing, f"{len(missing)} of {len(events)} events got no recommendation"
+    assert worker_metric("reco_batch_retries_total") > retries_before, "the outage was never felt"
+    assert worker_metric("reco_agent_crashes_total") == 0
+
+
+def malformed(tag: str, n: int) -> tuple[bytes | None, str]:
+    """One malformed message of kind n % 20, and the DLQ reason it must get."""
+    e = valid_event(tag, n, sessions=50)
+    body = json.dumps(e)
+    kinds = [
+        (b"[" * 5000 + b"]" * 5000, "too_deep"),
+        (b'{"a": ' * 5000 + b"1" + b"}" * 5000, "too_deep"),
+        (b'{"item_id": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "too_deep"),
+        (json.dumps({**e, "blob": "x" * 1_100_000}).encode(), "too_large"),
+        (json.dumps({**e, "item_id": "x" * 300_000}).encode(), "invalid_schema"),
+        (body.replace('"price": 3.5', '"price": NaN').encode(), "not_json"),
+        (body.replace('"price": 3.5', '"price": Infinity').encode(), "not_json"),
+        (b"\xff\xfe" + body.encode() + b"\xc3\x28", "not_json"),
+        (b"", "not_json"),
+        (None, "not_json"),  # a tombstone: no value at all
+        (b"1234", "invalid_schema"),
+        (b'["an", "array"]', "invalid_schema"),
+        (b'"just a string"', "invalid_schema"),
+        (json.dumps({**e, "ts": -5}).encode(), "invalid_schema"),
+        (json.dumps({**e, "ts": 10**17}).encode(), "invalid_schema"),
+        (body.replace(str(e["ts"]), "9" * 5000).encode(), "not_json"),
+        (json.dumps({**e, "session_id": 12}).encode(), "invalid_schema"),
+        (body.replace('"c1"', '"\\udc80"').encode(), "invalid_schema"),
+        (json.dumps({**e, "event_type": "wishlist"}).encode(), "unknown_event_type"),
+        (("\x01\x02" * 1000 + tag).encode(), "not_json"),
+    ]
+    return kinds[n % len(kinds)]
+
+
+def test_malformed_flood_gives_exact_dead_letters_and_never_crashes_the_worker(collect, worker_metric):
+    """1,000 messages, 300 of them malformed in 20 ways: exactly 700 recommendations and 300 dead
+    letters (matched by partition and offset), and the agent never raised."""
+    settings = get_settings()
+    tag = f"bad{uuid.uuid4().hex[:6]}"
+    pid_before = (settings.run_dir / "pids" / "worker.pid").read_text()
+    bad_at = set(range(0, 1000, 10)) | set(range(3, 1000, 5))  # 100 + 200 positions, disjoint
+    assert len(bad_at) == 300
+    send = producer(settings)
+    valid, futures = [], []
+    for n in range(1000):
+        if n in bad_at:
+            value, reason = malformed(tag, n)
+            futures.append((send.send(settings.events_topic, key=f"{tag}-s{n % 50}".encode(), value=value), reason))
+        else:
+            event = valid_event(tag, n, sessions=50)
+            valid.append(event)
+            send.send(settings.events_topic, key=event["session_id"].encode(), value=json.dumps(event).encode())
+    send.flush()
+    expected = {(f.get().partition, f.get().offset): reason for f, reason in futures}
+
+    recs, letters = collect(tag, want_recs=len(valid), want_dlq=len(expected), deadline_s=180,
+                            dlq_match=lambda d: (d["partition"], d["offset"]) in expected)
+    assert set(recs) == {e["event_id"] for e in valid}
+    got = {(d["partition"], d["offset"]): d["reason"] for d in letters}
+    assert got == expected, Counter((expected[k], got.get(k)) for k in expected if got.get(k) != expected[k])
+    assert all(d["error"] for d in letters)
+    assert worker_metric("reco_agent_crashes_total") == 0
+    assert (settings.run_dir / "pids" / "worker.pid").read_text() == pid_before
