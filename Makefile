@@ -21,7 +21,7 @@ DEMO_EVENTS ?= 1000
 HAVE_MODEL = ls -d model_repo/session_transformer/[0-9]* >/dev/null 2>&1
 
 train: setup      ## train on synthetic sessions (seeded) and export a new Triton model version
-	$(PY) -m serving.train --format synthetic --sessions 20000 --data-seed 0 --seed 0 --max-minutes 5 \
+	$(PY) -m serving.offline.train --format synthetic --sessions 20000 --data-seed 0 --seed 0 --max-minutes 5 \
 		--out $(MODEL_DIR) --export model_repo
 
 demo: setup       ## stack up, train if no model yet, replay events, print recommendations

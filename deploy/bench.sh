@@ -9,9 +9,9 @@ EVENTS=${BENCH_EVENTS:-3000}
 RATE=${BENCH_RATE:-50}  # events/s for the latency run
 MODEL_DIR=${MODEL_DIR:-$RUN_DIR/model}
 
-"$PY" -m serving.bench_train
+"$PY" -m serving.offline.bench_train
 [[ -f $MODEL_DIR/weights.pt ]] || make train
-"$PY" -m serving.faithfulness --model "$MODEL_DIR" --format synthetic --n 1000
+"$PY" -m serving.offline.faithfulness --model "$MODEL_DIR" --format synthetic --n 1000
 
 bash deploy/up.sh
 # replay NAME N [produce options]: N synthetic events under a fresh session prefix, then the

@@ -1,4 +1,4 @@
-"""Create the stack's Kafka topics (names and partition counts from stream.config.Settings).
+"""Create the stack's Kafka topics (names and partition counts from contract.settings.Settings).
 
 Idempotent: existing topics are left alone (a warning if one has fewer partitions than wanted).
 Waits up to --timeout seconds for the broker to answer. deploy/up.sh runs it after Kafka starts.
@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic  # noqa: E402
 from kafka.errors import KafkaError, TopicAlreadyExistsError  # noqa: E402
 
-from stream.config import get_settings  # noqa: E402
+from contract.settings import get_settings  # noqa: E402
 
 
 def wanted_topics() -> dict[str, int]:

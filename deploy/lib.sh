@@ -1,6 +1,6 @@
 # Shared shell helpers for deploy/setup.sh, deploy/up.sh and deploy/down.sh. Source, don't run.
 #
-# Layout (paths from stream.config.Settings, overridable with RECO_RUN_DIR / RECO_STACK_DIR):
+# Layout (paths from contract.settings.Settings, overridable with RECO_RUN_DIR / RECO_STACK_DIR):
 #   .stack/          installed tools: kafka/libs (Maven), triton (pytriton wheel), model-env (numpy<2)
 #   .run/pids/*.pid  one per background service
 #   .run/logs/*.log  stdout+stderr of each service
@@ -13,12 +13,12 @@ PY=$VENV/bin/python
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# Ports and paths come from the one Settings object (stream/config.py), so RECO_* env vars apply
+# Ports and paths come from the one Settings object (contract/settings.py), so RECO_* env vars apply
 # here exactly as in the Python code. Falls back to its defaults when the venv is not there yet.
 load_settings() {
     local out
     if [[ -x $PY ]] && out=$(cd "$ROOT" && "$PY" - <<'EOF' 2>/dev/null
-from stream.config import get_settings
+from contract.settings import get_settings
 s = get_settings()
 host, _, port = s.bootstrap_servers.split(",")[0].rpartition(":")
 vals = dict(RUN_DIR=s.run_dir, STACK_DIR=s.stack_dir, MODEL_REPO=s.model_repo, MODEL_NAME=s.model_name,

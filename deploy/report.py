@@ -44,7 +44,7 @@ LATENCY_QUERIES: dict[str, str] = {
         "sum(rate(nv_inference_request_duration_us[1m])) / sum(rate(nv_inference_request_success[1m])) / 1e6"
     ),
     "Triton call p99 (worker)": (
-        'histogram_quantile(0.99, sum by (le) (rate(reco_stage_latency_seconds_bucket{stage="triton"}[1m])))'
+        'histogram_quantile(0.99, sum by (le) (rate(reco_stage_latency_seconds_bucket{stage="rank"}[1m])))'
     ),
 }
 

@@ -8,7 +8,7 @@ export RECO_ONLINE_STORE=redis
 load_settings
 
 if ! ls -d model_repo/session_transformer/[0-9]* >/dev/null 2>&1; then
-    "$PY" -m serving.train --format synthetic --sessions 5000 --data-seed 0 --seed 0 --epochs 3 --no-progress \
+    "$PY" -m serving.offline.train --format synthetic --sessions 5000 --data-seed 0 --seed 0 --epochs 3 --no-progress \
         --out "$RUN_DIR/test-model" --export model_repo
 fi
 trap 'bash deploy/down.sh' EXIT

@@ -5,7 +5,7 @@
 #   bash deploy/up.sh kafka redis prometheus       # just these (any order; started in stack order)
 #   UP_TIMEOUT=300 bash deploy/up.sh triton        # longer health wait per service (default 120 s)
 #
-# Everything binds to 127.0.0.1. Ports and paths come from stream.config.Settings (RECO_* env).
+# Everything binds to 127.0.0.1. Ports and paths come from contract.settings.Settings (RECO_* env).
 # Logs: .run/logs/<service>.log, pids: .run/pids/<service>.pid, data: .run/<service>/.
 # Idempotent: a service whose pid file points at a live process is left as it is.
 # Run `make setup` (deploy/setup.sh) first; deploy/down.sh stops everything.

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from stream.schemas import Event
+from contract.messages import Event
 
 # Enough event ids to recognise a redelivery after a worker restart mid-batch.
 RECENT_EVENT_IDS = 64

@@ -15,10 +15,10 @@ from prometheus_client import start_http_server
 from tenacity import AsyncRetrying, retry, stop_after_delay, wait_exponential
 
 from features.store import OnlineFeatures
-from serving.client import TritonRanker
+from serving.online.client import TritonRanker
 from stream import metrics
-from stream.config import get_settings
-from stream.pipeline import Pipeline, RawMessage
+from contract.settings import get_settings
+from stream.pipeline import Pipeline, RawMessage, timed
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -78,7 +78,8 @@ async def process_until_published(pipeline: Pipeline, messages: list[RawMessage]
     async for attempt in AsyncRetrying(wait=wait_exponential(multiplier=0.1, max=5), before_sleep=count_retry):
         with attempt:
             result = await pipeline.process(messages)
-            await publish(result)
+            with timed("publish"):
+                await publish(result)
 
 
 async def publish(result) -> None:

@@ -6,6 +6,7 @@ score most), ``category:<id>`` (shares a category with the session), ``popular``
 """
 from __future__ import annotations
 
+from contract.ranking import Candidate
 from features.state import SessionState
 from stream.popularity import Popularity
 
@@ -20,11 +21,12 @@ def popularity_tokens(item_id: str, popularity: Popularity) -> list[str]:
     return []
 
 
-def explain_model_item(item_id: str, session: SessionState, attr_index: int, attr_drop: float,
-                       categories: dict[str, str | None], popularity: Popularity) -> list[str]:
+def explain_model_item(candidate: Candidate, session: SessionState, categories: dict[str, str | None],
+                       popularity: Popularity) -> list[str]:
+    item_id, index = candidate.item_id, candidate.attr_index
     tokens = []
-    if 0 <= attr_index < len(session.item_ids) and attr_drop > 0:
-        tokens.append(f"{session.event_types[attr_index]}:{session.item_ids[attr_index]}")
+    if 0 <= index < len(session.item_ids) and candidate.attr_drop > 0:
+        tokens.append(f"{session.event_types[index]}:{session.item_ids[index]}")
     category = categories.get(item_id)
     if category is not None and category in {categories.get(i) for i in session.item_ids}:
         tokens.append(f"category:{category}")

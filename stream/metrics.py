@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram, Info
 
+from contract.vocab import DLQ_REASONS, FALLBACK_REASONS
+
 # Latency buckets from 1 ms to 10 s: covers a Feast call and a slow end-to-end path alike.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -15,7 +17,7 @@ END_TO_END_LATENCY = Histogram(
 )
 STAGE_LATENCY = Histogram(
     "reco_stage_latency_seconds", "Time per pipeline stage and batch",
-    ["stage"],  # feast_write, feast_read, triton, tokens, publish
+    ["stage"],  # the Pipeline stage methods, and publish (stream/app.py)
     buckets=_LATENCY_BUCKETS,
 )
 BATCH_SIZE = Histogram("reco_batch_size", "Events per processed batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
@@ -26,14 +28,10 @@ TRITON_UP = Gauge("reco_triton_up", "1 when the last Triton call succeeded")
 BATCH_RETRIES = Counter("reco_batch_retries_total", "Batches run again after a dependency failed", ["error"])
 AGENT_CRASHES = Counter("reco_agent_crashes_total", "Times the recommend agent raised (Faust restarts it)")
 
-INVALID_REASONS = ("too_large", "not_json", "too_deep", "invalid_schema", "unknown_event_type")
-FALLBACK_REASONS = ("triton_unavailable", "too_few_candidates")
-
-
 def initialise_labels() -> None:
     """Export every reason at zero from the start, so dashboards and rate() see a series before the
     first bad event or fallback happens."""
-    for reason in INVALID_REASONS:
+    for reason in DLQ_REASONS:
         EVENTS_INVALID.labels(reason)
     for reason in FALLBACK_REASONS:
         FALLBACKS.labels(reason)

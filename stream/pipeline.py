@@ -1,7 +1,10 @@
-"""One batch through the pipeline: validate -> Feast write -> model -> tokens -> messages.
+"""One batch through the pipeline, one named stage at a time:
+
+    validate -> read_state -> fold_events -> write_state -> rank -> select -> read_categories -> explain
 
 Dependencies come in through the constructor, so tests can run the same code with fakes and the
-Faust agent stays a thin loop around :meth:`Pipeline.process`.
+Faust agent (stream/app.py) stays a thin loop that publishes what :meth:`Pipeline.process` returns.
+Each stage is timed under its own name in ``reco_stage_latency_seconds{stage}``.
 """
 from __future__ import annotations
 
@@ -10,16 +13,18 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Iterator, Protocol, Sequence
 
-from features.state import ItemStats, OnlineState, apply_events
+from contract.messages import DeadLetter, Event, InvalidEvent, Recommendation, RecommendedItem, dead_letter, parse_event
+from contract.ranking import Candidate
+from contract.settings import Settings
+from contract.vocab import FallbackReason
+from features.state import ItemStats, OnlineState, SessionState, apply_events
+from serving.online.client import TRITON_ERRORS, SessionRow
 from stream import metrics
-from stream.config import Settings
 from stream.explain import explain_fill_item, explain_model_item
 from stream.popularity import Popularity
 from stream.ranking import select_items
-from stream.schemas import DeadLetter, Event, InvalidEvent, Recommendation, RecommendedItem, dead_letter, parse_event
-from serving.client import ModelRanking
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +51,11 @@ class FeatureStoreLike(Protocol):
 
 
 class RankerLike(Protocol):
-    async def rank(self, sessions) -> tuple[list[ModelRanking], str]: ...
+    async def rank(self, sessions: Sequence[SessionRow]) -> tuple[list[list[Candidate]], str]: ...
 
 
 @contextmanager
-def timed(stage: str):
+def timed(stage: str) -> Iterator[None]:
     start = time.perf_counter()
     try:
         yield
@@ -58,8 +63,8 @@ def timed(stage: str):
         metrics.STAGE_LATENCY.labels(stage).observe(time.perf_counter() - start)
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+def unique(values: Iterator[str | None]) -> list[str]:
+    return list(dict.fromkeys(v for v in values if v is not None))
 
 
 class Pipeline:
@@ -70,6 +75,30 @@ class Pipeline:
         self.ranker = ranker
         self.popularity = popularity or Popularity()
         self.model_version = "unknown"
+
+    async def process(self, messages: list[RawMessage]) -> BatchResult:
+        metrics.BATCH_SIZE.observe(len(messages))
+        with timed("validate"):
+            events, dead = self.validate(messages)
+        if not events:
+            return BatchResult(dead_letters=dead)
+        with timed("read_state"):
+            state = await asyncio.to_thread(self.features.read, unique(e.session_id for e in events),
+                                            unique(e.item_id for e in events), unique(e.user_id for e in events))
+        with timed("fold_events"):
+            sessions = self.fold_events(state, events)
+        with timed("write_state"):
+            await asyncio.to_thread(self.features.write, state)
+        with timed("rank"):
+            rankings, fallback = await self.rank(sessions)
+        with timed("select"):
+            picks = self.select(rankings, sessions)
+        with timed("read_categories"):
+            categories = await asyncio.to_thread(self.read_categories, sessions, picks, state)
+        with timed("explain"):
+            recs = [self.explain(e, s, p, categories, fallback) for e, s, p in zip(events, sessions, picks)]
+        metrics.LAST_EVENT_TIMESTAMP.set(time.time())
+        return BatchResult(recommendations=recs, dead_letters=dead, event_ts=[e.ts for e in events])
 
     def validate(self, messages: list[RawMessage]) -> tuple[list[Event], list[DeadLetter]]:
         events, dead = [], []
@@ -84,66 +113,50 @@ class Pipeline:
             events.append(event)
         return events, dead
 
-    async def process(self, messages: list[RawMessage]) -> BatchResult:
-        metrics.BATCH_SIZE.observe(len(messages))
-        events, dead = self.validate(messages)
-        if not events:
-            return BatchResult(dead_letters=dead)
-
-        def unique(values):
-            return list(dict.fromkeys(v for v in values if v is not None))
-
-        with timed("feast_read"):
-            state = await asyncio.to_thread(
-                self.features.read, unique(e.session_id for e in events), unique(e.item_id for e in events),
-                unique(e.user_id for e in events))
-        snapshots = apply_events(state, events, self.settings.max_session_len)
-        with timed("feast_write"):
-            await asyncio.to_thread(self.features.write, state)
+    def fold_events(self, state: OnlineState, events: list[Event]) -> list[SessionState]:
+        """Each event's session right after it (what the model sees for it); counts into popularity."""
+        sessions = apply_events(state, events, self.settings.max_session_len)
         for event in events:
             self.popularity.observe(event.item_id, state.items[event.item_id].interaction_count, event.ts)
+        return sessions
 
-        fallback = None
-        rankings: list[ModelRanking | None] = [None] * len(events)
-        with timed("triton"):
-            try:
-                rankings, self.model_version = await self.ranker.rank([(s.item_ids, s.event_types) for s in snapshots])
-                metrics.TRITON_UP.set(1)
-                metrics.MODEL_INFO.info({"version": self.model_version})
-            except Exception as exc:  # any transport or server error: serve popular items instead
-                log.warning("Triton call failed, serving popular items: %r", exc)
-                metrics.TRITON_UP.set(0)
-                fallback = "triton_unavailable"
+    async def rank(self, sessions: list[SessionState]) -> tuple[list[list[Candidate] | None], FallbackReason | None]:
+        """The model's candidates per session, or none and a fallback reason when Triton fails."""
+        try:
+            rankings, self.model_version = await self.ranker.rank([(s.item_ids, s.event_types) for s in sessions])
+        except TRITON_ERRORS as exc:
+            log.warning("Triton call failed, serving popular items: %r", exc)
+            metrics.TRITON_UP.set(0)
+            return [None] * len(sessions), "triton_unavailable"
+        metrics.TRITON_UP.set(1)
+        metrics.MODEL_INFO.info({"version": self.model_version})
+        return list(rankings), None
 
+    def select(self, rankings: list[list[Candidate] | None], sessions: list[SessionState]) -> list[list[Candidate]]:
         fill = self.popularity.top(self.settings.k * 2)
-        picks = [select_items(r, set(s.purchased_items), self.settings.k, fill) for r, s in zip(rankings, snapshots)]
-        with timed("feast_read"):
-            categories = await asyncio.to_thread(self.categories, snapshots, picks, state)
-        with timed("tokens"):
-            recs = [self.recommendation(e, s, p, categories, fallback) for e, s, p in zip(events, snapshots, picks)]
-        metrics.LAST_EVENT_TIMESTAMP.set(time.time())
-        return BatchResult(recommendations=recs, dead_letters=dead, event_ts=[e.ts for e in events])
+        return [select_items(r, set(s.purchased_items), self.settings.k, fill) for r, s in zip(rankings, sessions)]
 
-    def categories(self, snapshots, picks, state: OnlineState) -> dict[str, str | None]:
+    def read_categories(self, sessions: list[SessionState], picks: list[list[Candidate]],
+                        state: OnlineState) -> dict[str, str | None]:
         """Categories of every item a token may mention; those this batch wrote are known already."""
         known = {item: stats.category_id for item, stats in state.items.items()}
-        wanted = {i for s in snapshots for i in s.item_ids} | {p.item_id for ps in picks for p in ps}
+        wanted = {i for s in sessions for i in s.item_ids} | {p.item_id for ps in picks for p in ps}
         missing = sorted(wanted - known.keys())
         known.update({item: stats.category_id for item, stats in self.features.read_items(missing).items()})
         return known
 
-    def recommendation(self, event: Event, session, picks, categories, fallback: str | None) -> Recommendation:
+    def explain(self, event: Event, session: SessionState, picks: list[Candidate],
+                categories: dict[str, str | None], fallback: FallbackReason | None) -> Recommendation:
         items = []
         for pick in picks:
             if pick.from_model:
-                tokens = explain_model_item(pick.item_id, session, pick.attr_index, pick.attr_drop, categories,
-                                            self.popularity)
+                tokens = explain_model_item(pick, session, categories, self.popularity)
             else:
                 tokens = explain_fill_item(pick.item_id, self.popularity, fallback)
             items.append(RecommendedItem(item_id=pick.item_id, score=round(pick.score, 6), explanation=tokens))
-        reason = fallback or (None if len(items) == self.settings.k else "too_few_candidates")
+        reason: FallbackReason | None = fallback or (None if len(items) == self.settings.k else "too_few_candidates")
         if reason:
             metrics.FALLBACKS.labels(reason).inc()
         return Recommendation(event_id=event.event_id, session_id=event.session_id, user_id=event.user_id,
                               items=items, model_version=self.model_version if not fallback else "fallback",
-                              generated_at=now_ms(), fallback=reason)
+                              generated_at=int(time.time() * 1000), fallback=reason)

@@ -17,9 +17,9 @@ import typer
 from kafka import KafkaProducer
 from rich.progress import Progress
 
-from serving.data import Session, load
-from stream.config import get_settings
-from stream.schemas import Event
+from serving.offline.data import Session, load
+from contract.settings import get_settings
+from contract.messages import Event
 
 cli = typer.Typer(add_completion=False)
 

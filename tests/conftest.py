@@ -26,8 +26,8 @@ def live_load():
 
     from kafka import KafkaConsumer
 
-    from serving.data import generate_synthetic
-    from stream.config import get_settings
+    from serving.offline.data import generate_synthetic
+    from contract.settings import get_settings
     from stream.produce import make_producer, session_events
 
     settings = get_settings()
@@ -55,7 +55,7 @@ def collect():
     ``collect(tag, want_recs, want_dlq)`` -> ({event_id: recommendation}, [dead letter])."""
     from kafka import KafkaConsumer
 
-    from stream.config import get_settings
+    from contract.settings import get_settings
 
     settings = get_settings()
 
@@ -83,7 +83,7 @@ def collect():
 @pytest.fixture
 def worker_metric():
     """The worker's own /metrics: ``worker_metric(name)`` sums every sample of that name."""
-    from stream.config import get_settings
+    from contract.settings import get_settings
 
     url = f"http://127.0.0.1:{get_settings().metrics_port}/metrics"
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from serving.data import EVENT_TYPES, SHARED_DATA, Interaction, Session, generate_synthetic, load_diginetica, load_sasrec
+from contract.vocab import EVENT_TYPES
+from serving.offline.data import SHARED_DATA, Interaction, Session, generate_synthetic, load_diginetica, load_sasrec
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

@@ -12,7 +12,7 @@ import pytest
 from kafka import KafkaProducer
 
 from features.store import make_store
-from stream.config import get_settings
+from contract.settings import get_settings
 
 pytestmark = pytest.mark.stack
 

@@ -1,5 +1,5 @@
 from features.state import SessionState
-from serving.client import ModelRanking
+from contract.ranking import Candidate
 from stream.explain import explain_fill_item, explain_model_item
 from stream.popularity import Popularity
 from stream.ranking import select_items
@@ -17,19 +17,20 @@ def popularity_with(counts: dict[str, int]) -> Popularity:
 
 
 def test_model_item_cites_the_attributed_interaction_and_shared_category():
-    tokens = explain_model_item("x", SESSION, attr_index=1, attr_drop=0.7,
+    tokens = explain_model_item(Candidate("x", 1.0, attr_index=1, attr_drop=0.7), SESSION,
                                 categories={"x": "c9", "b": "c9", "a": "c1"}, popularity=popularity_with({}))
     assert tokens == ["add_to_cart:b", "category:c9"]
 
 
 def test_no_positive_attribution_means_popularity_carried_it():
-    tokens = explain_model_item("x", SESSION, attr_index=1, attr_drop=-0.2, categories={}, popularity=popularity_with({}))
+    tokens = explain_model_item(Candidate("x", 1.0, attr_index=1, attr_drop=-0.2), SESSION, categories={},
+                                popularity=popularity_with({}))
     assert tokens == ["popular"]
 
 
 def test_short_session_is_cold_start():
     short = SessionState(item_ids=("a",), event_types=("view",))
-    tokens = explain_model_item("x", short, 0, 1.0, {}, popularity_with({"x": 5, "y": 1, "z": 1}))
+    tokens = explain_model_item(Candidate("x", 1.0, 0, 1.0), short, {}, popularity_with({"x": 5, "y": 1, "z": 1}))
     assert tokens == ["view:a", "popular", "cold_start"]
 
 
@@ -38,8 +39,8 @@ def test_fill_items_say_why():
 
 
 def test_selection_is_distinct_skips_purchases_and_fills():
-    ranking = ModelRanking(items=["a", "b", "a", "c"], scores=[4, 3, 2, 1], attr_index=[0, 1, 0, -1], attr_drop=[1, 1, 1, 0])
-    picks = select_items(ranking, purchased={"b"}, k=4, fill=["c", "d", "e"])
+    ranking = [Candidate("a", 4, 0, 1), Candidate("b", 3, 1, 1), Candidate("a", 2, 0, 1), Candidate("c", 1, -1, 0)]
+    picks = select_items(ranking, excluded={"b"}, k=4, fill=["c", "d", "e"])
     assert [p.item_id for p in picks] == ["a", "c", "d", "e"]
     assert [p.from_model for p in picks] == [True, True, False, False]
 

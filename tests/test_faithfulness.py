@@ -2,9 +2,9 @@
 the recommended item's score more than deleting a random other one, in at least 90% of cases."""
 import torch
 
-from serving.data import generate_synthetic
-from serving.faithfulness import measure_faithfulness, session_prefixes
-from serving.train import train_model
+from serving.offline.data import generate_synthetic
+from serving.offline.faithfulness import measure_faithfulness, session_prefixes
+from serving.offline.train import train_model
 
 
 def test_cited_interaction_matters_more_than_a_random_one():

@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 from kafka import KafkaProducer
 
-from stream.config import get_settings
+from contract.settings import get_settings
 
 pytestmark = pytest.mark.stack
 

@@ -1,7 +1,7 @@
 """Occlusion attribution on a model whose right answer is known by hand."""
 import torch
 
-from serving.infer import rank_with_attribution, remove_positions
+from serving.model.attribution import rank_with_attribution, remove_positions
 
 
 class BagModel(torch.nn.Module):

@@ -1,13 +1,13 @@
 """Short seeded training on the real shared datasets: the model must clearly beat the
 most-popular baseline and at least match item-kNN under the SASRec protocol, evaluated by the
-same code the CLI uses. Full runs and their numbers live in serving/RESULTS.md."""
+same code the CLI uses. Full runs and their numbers live in docs/results.md."""
 import pytest
 import torch
 
-from serving.data import load_diginetica, load_sasrec
-from serving.evaluate import baseline_scorer, evaluate_scorer
-from serving.sequences import build_vocab_and_split
-from serving.train import train_model
+from serving.offline.data import load_diginetica, load_sasrec
+from serving.offline.evaluate import baseline_scorer, evaluate_scorer
+from serving.offline.sequences import build_vocab_and_split
+from serving.offline.train import train_model
 
 pytestmark = pytest.mark.data
 
@@ -26,7 +26,7 @@ def test_wikipedia_three_epochs_beat_both_baselines(shared_data):
     model, base = short_run(load_sasrec(shared_data / "sequences" / "wikipedia.txt"), epochs=3)
     ndcg = lambda res: res["sampled100"]["ndcg@10"]  # noqa: E731
     # Measured (3 epochs, 53 s here): sampled100 NDCG@10 model 0.868, item-kNN 0.859, popular 0.126;
-    # full NDCG@10 model 0.835, item-kNN 0.683. Full-length runs: serving/RESULTS.md.
+    # full NDCG@10 model 0.835, item-kNN 0.683. Full-length runs: docs/results.md.
     assert ndcg(model) > ndcg(base["popular"]) + 0.5
     assert ndcg(model) > ndcg(base["itemknn"])
     assert model["full"]["ndcg@10"] > base["itemknn"]["full"]["ndcg@10"]

@@ -7,12 +7,12 @@ import numpy as np
 import torch
 from typer.testing import CliRunner
 
-from serving.artifacts import load_model_dir
-from serving.data import Interaction, Session
-from serving.evaluate import app as evaluate_app
-from serving.sequences import encode, leave_last_out, pad_left
-from serving.train import app as train_app
-from serving.train import train_model
+from serving.model.artifacts import load_model_dir
+from serving.offline.data import Interaction, Session
+from serving.offline.evaluate import app as evaluate_app
+from serving.offline.sequences import encode, leave_last_out, pad_left
+from serving.offline.train import app as train_app
+from serving.offline.train import train_model
 
 
 def cyclic_sessions(n_users=160, cycle=20, length=12):
@@ -43,14 +43,14 @@ def test_model_learns_a_cycle_to_hr1():
 
 def test_train_and_evaluate_cli_with_export(tmp_path, monkeypatch):
     calls = []
-    fake = types.ModuleType("serving.export")
+    fake = types.ModuleType("serving.online.export")
 
     def export_model(model_dir, repo_dir, model_name="session_transformer"):
         calls.append((str(model_dir), str(repo_dir), model_name))
         return 7
 
     fake.export_model = export_model
-    monkeypatch.setitem(sys.modules, "serving.export", fake)
+    monkeypatch.setitem(sys.modules, "serving.online.export", fake)
     out = tmp_path / "m"
     runner = CliRunner()
     r = runner.invoke(train_app, ["--format", "synthetic", "--sessions", "300", "--out", str(out), "--epochs", "2",

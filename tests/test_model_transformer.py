@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from serving.artifacts import Vocab, load_model_dir, save_model_dir
-from serving.model import EVENT_TYPE_INDEX, ModelConfig, SessionTransformer
+from serving.model.artifacts import Vocab, load_model_dir, save_model_dir
+from serving.model.transformer import EVENT_TYPE_INDEX, ModelConfig, SessionTransformer
 
 
 def make(n_items=30, n_categories=0, **kw):

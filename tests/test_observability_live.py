@@ -41,7 +41,7 @@ def _prometheus_url() -> str:
     url = os.environ.get("RECO_PROMETHEUS_URL")
     if url:
         return url.rstrip("/")
-    from stream.config import get_settings
+    from contract.settings import get_settings
 
     return f"http://127.0.0.1:{get_settings().prometheus_port}"
 

@@ -63,7 +63,7 @@ def test_promtool(args):
 
 
 def test_prometheus_config_scrapes_worker_and_triton():
-    from stream.config import Settings
+    from contract.settings import Settings
 
     s = Settings()
     cfg = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
@@ -233,9 +233,9 @@ def test_dashboards_cover_required_signals():
     for needle in ("nv_inference_request_duration_us", "nv_inference_queue_duration_us",
                    "nv_inference_compute_infer_duration_us", "nv_inference_count", "nv_inference_exec_count",
                    "nv_inference_request_success", "nv_inference_request_failure", "reco_model_info",
-                   'stage="triton"'):
+                   'stage="rank"'):
         assert needle in text["model"], needle
-    for needle in ('stage="feast_write"', 'stage="feast_read"', "reco_batch_size"):
+    for needle in ('stage="write_state"', 'stage="read_state"', "reco_batch_size"):
         assert needle in text["features"], needle
 
 

@@ -4,8 +4,8 @@ import json
 import pytest
 
 from features.store import OnlineFeatures
-from serving.client import ModelRanking
-from stream.config import Settings
+from contract.ranking import Candidate
+from contract.settings import Settings
 from stream.pipeline import Pipeline, RawMessage
 
 
@@ -20,8 +20,7 @@ class FakeRanker:
             raise ConnectionError("triton is down")
         out = []
         for items, _ in sessions:
-            candidates = [f"i{n}" for n in range(30)]
-            out.append(ModelRanking(candidates, [30.0 - n for n in range(30)], [len(items) - 1] * 30, [0.5] * 30))
+            out.append([Candidate(f"i{n}", 30.0 - n, len(items) - 1, 0.5) for n in range(30)])
         return out, "fake:1"
 
 

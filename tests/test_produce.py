@@ -1,4 +1,4 @@
-from serving.data import Interaction, Session
+from serving.offline.data import Interaction, Session
 from stream.produce import session_events
 
 

@@ -1,5 +1,5 @@
-"""MovieLens conversion to SASRec text format (serving/public_data.py) on hand-made rows."""
-from serving.public_data import ratings_to_sasrec, read_recbole_inter
+"""MovieLens conversion to SASRec text format (serving/offline/public_data.py) on hand-made rows."""
+from serving.offline.public_data import ratings_to_sasrec, read_recbole_inter
 
 
 def test_five_core_filter_renumbering_and_chronological_order():

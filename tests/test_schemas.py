@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stream.schemas import MAX_TS_MS, InvalidEvent, dead_letter, parse_event
+from contract.messages import MAX_TS_MS, InvalidEvent, dead_letter, parse_event
 
 GOOD = {"event_id": "e1", "event_type": "view", "session_id": "s1", "user_id": None, "item_id": "i1",
         "ts": 1_700_000_000_000, "price": 9.5, "category_id": "c1"}

@@ -1,7 +1,7 @@
 """Training throughput of SessionTransformer (sequences/s) on CPU and, when present, CUDA.
 
-    python -m serving.bench_train                      # fixed config, prints one JSON object
-    python -m serving.bench_train --devices cpu --steps 20
+    python -m serving.offline.bench_train                      # fixed config, prints one JSON object
+    python -m serving.offline.bench_train --devices cpu --steps 20
 
 Fixed workload: random full-length sequences (every one of the max_len positions is a real
 interaction and a training target), full-softmax CE over the catalogue, AdamW step; bf16
@@ -16,8 +16,8 @@ import time
 import torch
 import typer
 
-from serving.model import ModelConfig, SessionTransformer
-from serving.train import ce_loss
+from serving.model.transformer import ModelConfig, SessionTransformer
+from serving.offline.train import ce_loss
 
 app = typer.Typer(add_completion=False, help=__doc__.split("\n")[0])
 

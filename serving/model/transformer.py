@@ -39,7 +39,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-EVENT_TYPE_INDEX = {"view": 1, "click": 2, "add_to_cart": 3, "purchase": 4}
+from contract.vocab import EVENT_TYPES
+
+# Index 0 is padding; an unknown type never reaches the model (the worker validates events).
+EVENT_TYPE_INDEX = {event_type: n for n, event_type in enumerate(EVENT_TYPES, 1)}
 
 
 @dataclass

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-EventType = Literal["view", "click", "add_to_cart", "purchase"]
-EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase")
+from contract.vocab import DlqReason, EventType, FallbackReason
+
 
 
 # Latest accepted event time (2100-01-01 UTC): later ones are bugs, and they must fit Feast's int64.
@@ -58,7 +58,7 @@ class Recommendation(BaseModel):
     items: list[RecommendedItem]
     model_version: str
     generated_at: int = Field(description="epoch milliseconds")
-    fallback: str | None = None
+    fallback: FallbackReason | None = None
 
 
 class DeadLetter(BaseModel):
@@ -68,7 +68,7 @@ class DeadLetter(BaseModel):
 
     raw: str
     raw_encoding: Literal["text", "base64"]
-    reason: str  # short code: too_large, not_json, too_deep, invalid_schema, unknown_event_type
+    reason: DlqReason
     error: str  # human-readable detail
     topic: str
     partition: int
@@ -76,7 +76,7 @@ class DeadLetter(BaseModel):
 
 
 class InvalidEvent(ValueError):
-    def __init__(self, reason: str, error: str):
+    def __init__(self, reason: DlqReason, error: str):
         super().__init__(f"{reason}: {error}")
         self.reason = reason
         self.error = error

@@ -8,8 +8,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-SERVING_DIR = Path(__file__).resolve().parent
-CONFIG_TEMPLATE = SERVING_DIR.parent / "model_repo" / "session_transformer" / "config.pbtxt"
+from contract.settings import PROJECT_ROOT
+
+BACKEND = Path(__file__).resolve().parent / "triton_backend.py"
+CONFIG_TEMPLATE = PROJECT_ROOT / "model_repo" / "session_transformer" / "config.pbtxt"
 ARTIFACTS = ("config.json", "weights.pt", "vocab.json")
 KEEP_VERSIONS = 3
 
@@ -31,7 +33,7 @@ def export_model(model_dir: Path, repo_dir: Path, model_name: str = "session_tra
     staging.mkdir()
     for name in ARTIFACTS:
         shutil.copy2(model_dir / name, staging / name)
-    shutil.copy2(SERVING_DIR / "triton_model.py", staging / "model.py")
+    shutil.copy2(BACKEND, staging / "model.py")
     staging.rename(target / str(version))
     for old in versions(target)[:-KEEP_VERSIONS]:
         shutil.rmtree(target / str(old))

@@ -1,8 +1,8 @@
 """Train a SessionTransformer (SASRec-style, full-softmax cross-entropy).
 
-    python -m serving.train --data ../shared/data/sequences/wikipedia.txt --format sasrec --out artifacts/wiki
-    python -m serving.train --format diginetica --out artifacts/digi            # ../shared/data/diginetica
-    python -m serving.train --format synthetic --sessions 20000 --out artifacts/syn --export model_repo
+    python -m serving.offline.train --data ../shared/data/sequences/wikipedia.txt --format sasrec --out artifacts/wiki
+    python -m serving.offline.train --format diginetica --out artifacts/digi            # ../shared/data/diginetica
+    python -m serving.offline.train --format synthetic --sessions 20000 --out artifacts/syn --export model_repo
 
 Objective: at every position of every training window, cross-entropy of the next item over
 the whole catalogue (softmax over all items, logits = hidden . item embedding). Published
@@ -11,7 +11,7 @@ beats the original SASRec binary loss with one sampled negative by a wide margin
 converges in far fewer epochs. Logits are only computed at non-padded positions, so an epoch
 costs ~ (#training interactions x catalogue x d), not (#users x max_len x catalogue x d).
 
-Split: leave-last-out (see serving/sequences.py). Model selection / early stopping: NDCG@10
+Split: leave-last-out (see serving/offline/sequences.py). Model selection / early stopping: NDCG@10
 on the validation item under the sampled100 protocol (fixed seeded negatives, so the curve
 is not noisy across epochs; computed on at most --val-users users); full-ranking NDCG@10 is
 logged alongside. After --lr-patience epochs without improvement the learning rate is halved
@@ -33,11 +33,11 @@ import numpy as np
 import torch
 import typer
 
-from serving.artifacts import save_model_dir
-from serving.data import describe, load
-from serving.evaluate import evaluate_scorer, model_scorer
-from serving.model import ModelConfig, SessionTransformer
-from serving.sequences import build_vocab_and_split, training_windows
+from serving.model.artifacts import save_model_dir
+from serving.offline.data import describe, load
+from serving.offline.evaluate import evaluate_scorer, model_scorer
+from serving.model.transformer import ModelConfig, SessionTransformer
+from serving.offline.sequences import build_vocab_and_split, training_windows
 
 # Defaults (see RESULTS.md for the runs behind them).
 DEFAULTS = dict(d_model=64, n_layers=2, n_heads=2, dropout=0.3, max_len=50, batch_size=128, lr=2e-3,
@@ -261,7 +261,7 @@ def main(
     lr: float = typer.Option(DEFAULTS["lr"]),
     weight_decay: float = typer.Option(DEFAULTS["weight_decay"]),
     categories: bool = typer.Option(True, "--categories/--no-categories", help="use a category embedding when the data has categories"),
-    copy_head: bool = typer.Option(True, "--copy-head/--no-copy-head", help="gated pointer over the session's items (serving/model.py)"),
+    copy_head: bool = typer.Option(True, "--copy-head/--no-copy-head", help="gated pointer over the session's items (serving/model/transformer.py)"),
     all_windows: bool = typer.Option(True, "--all-windows/--last-window", help="train on every max_len window of long histories"),
     window_context: int = typer.Option(DEFAULTS["window_context"], help="history items each earlier window carries into the next (targets trained once)"),
     val_users: int = typer.Option(10_000, help="validation users per epoch (seeded subset)"),
@@ -276,7 +276,7 @@ def main(
                     meta={"format": format, "path": str(data) if data else None})
     version = None
     if export is not None:
-        from serving.export import export_model  # written by the serving/export owner
+        from serving.online.export import export_model  # written by the serving/export owner
 
         version = export_model(out, export, model_name="session_transformer")
     t = s.get("test", {})

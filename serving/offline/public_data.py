@@ -7,7 +7,7 @@ DataProcessing.py converts MovieLens-1M: every rating is an implicit interaction
 with fewer than 5 ratings are dropped (one pass), ids are renumbered from 1 in order of first
 appearance, and each user's items are sorted by timestamp (stable, so ties keep file order).
 
-    python -m serving.public_data ml-100k --out .run/data/ml-100k.txt
+    python -m serving.offline.public_data ml-100k --out .run/data/ml-100k.txt
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """Offline evaluation: the SASRec protocols, the model and two baselines.
 
-    python -m serving.evaluate --model DIR --data PATH --format sasrec --protocol sampled100
-    python -m serving.evaluate --data PATH --format sasrec --protocol full --baseline itemknn
+    python -m serving.offline.evaluate --model DIR --data PATH --format sasrec --protocol sampled100
+    python -m serving.offline.evaluate --data PATH --format sasrec --protocol full --baseline itemknn
 
-Protocols (split: leave-last-out, users with >= 3 interactions; see serving/sequences.py):
+Protocols (split: leave-last-out, users with >= 3 interactions; see serving/offline/sequences.py):
 
 * ``sampled100`` -- exactly SASRec (Kang & McAuley 2018): per user the test target (last item)
   is ranked against 100 negatives drawn uniformly (seeded, with replacement, as in the
@@ -38,8 +38,8 @@ import numpy as np
 import torch
 import typer
 
-from serving import metrics
-from serving.sequences import EvalSet, Split, pad_left, sample_negatives
+from serving.offline import ranking_metrics as metrics
+from serving.offline.sequences import EvalSet, Split, pad_left, sample_negatives
 
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (items [B,L], types [B,L]) -> [B, n_items+1]
 PROTOCOLS = ("sampled100", "full")
@@ -184,21 +184,21 @@ app = typer.Typer(add_completion=False, help=__doc__.split("\n")[0])
 
 @app.command()
 def main(
-    model: Path = typer.Option(None, help="trained model directory (serving.train --out)"),
+    model: Path = typer.Option(None, help="trained model directory (serving.offline.train --out)"),
     data: Path = typer.Option(None, help="dataset file/dir (omit for synthetic; diginetica defaults to ../shared/data)"),
     format: str = typer.Option("sasrec", "--format", help="sasrec | diginetica | synthetic"),
     protocol: str = typer.Option("sampled100", help="sampled100 | full"),
     baseline: str = typer.Option(None, help="popular | itemknn (then --model is not needed)"),
     json_out: bool = typer.Option(True, "--json/--no-json", help="print one JSON object (default)"),
     seed: int = typer.Option(0, help="seed of the negatives and tie-breaks"),
-    sessions: int = typer.Option(20_000, help="synthetic only: number of sessions (as serving.train)"),
-    data_seed: int = typer.Option(0, help="synthetic only: generator seed (as serving.train)"),
+    sessions: int = typer.Option(20_000, help="synthetic only: number of sessions (as serving.offline.train)"),
+    data_seed: int = typer.Option(0, help="synthetic only: generator seed (as serving.offline.train)"),
     split: str = typer.Option("test", help="test | valid"),
     device: str = typer.Option("cpu", help="cpu | cuda | auto"),
 ) -> None:
-    from serving.artifacts import load_model_dir
-    from serving.data import load
-    from serving.sequences import build_vocab_and_split, encode, leave_last_out
+    from serving.model.artifacts import load_model_dir
+    from serving.offline.data import load
+    from serving.offline.sequences import build_vocab_and_split, encode, leave_last_out
 
     if protocol not in PROTOCOLS:
         raise typer.BadParameter(f"protocol must be one of {PROTOCOLS}")

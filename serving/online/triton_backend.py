@@ -11,9 +11,9 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
-from serving.artifacts import load_model_dir
-from serving.infer import rank_with_attribution
-from serving.model import EVENT_TYPE_INDEX
+from serving.model.artifacts import load_model_dir
+from serving.model.attribution import rank_with_attribution
+from serving.model.transformer import EVENT_TYPE_INDEX
 
 
 def _decode(array: np.ndarray) -> list[list[str]]:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from serving.artifacts import Vocab
-from serving.data import Session
-from serving.model import EVENT_TYPE_INDEX
+from serving.model.artifacts import Vocab
+from serving.offline.data import Session
+from serving.model.transformer import EVENT_TYPE_INDEX
 
 
 @dataclass

@@ -18,16 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+from contract.settings import PROJECT_ROOT
+from contract.vocab import EventType
+from serving.model.artifacts import id_sort_key
 
-EVENT_TYPES: tuple[str, ...] = ("view", "click", "add_to_cart", "purchase")
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 
 @dataclass(frozen=True)
 class Interaction:
     item_id: str
-    event_type: str  # 'view' | 'click' | 'add_to_cart' | 'purchase'
+    event_type: EventType
     ts: int  # epoch milliseconds
     category_id: str | None = None
     price: float | None = None
@@ -48,11 +49,6 @@ class Session:
 
 
 # ----------------------------------------------------------------------------- SASRec format
-def _id_key(s: str):
-    """Numeric ids sort numerically, others lexically (numbers first)."""
-    return (0, int(s), "") if s.isdigit() else (1, 0, s)
-
-
 def load_sasrec(path: str | Path) -> list[Session]:
     """``user item`` per line, each user's lines chronological, ids from 1.
 
@@ -69,7 +65,7 @@ def load_sasrec(path: str | Path) -> list[Session]:
                 raise ValueError(f"{path}:{line_no + 1}: expected 'user item', got {line!r}")
             user, item = parts[0], parts[1]
             by_user[user].append(Interaction(item_id=item, event_type="view", ts=line_no))
-    return [Session(session_id=u, user_id=u, interactions=by_user[u]) for u in sorted(by_user, key=_id_key)]
+    return [Session(session_id=u, user_id=u, interactions=by_user[u]) for u in sorted(by_user, key=id_sort_key)]
 
 
 # ----------------------------------------------------------------------------- DIGINETICA

@@ -13,12 +13,19 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Iterable
+from typing import TYPE_CHECKING, Iterable
 
 import torch
 
-from serving.data import Session, _id_key
-from serving.model import ModelConfig, SessionTransformer
+from serving.model.transformer import ModelConfig, SessionTransformer
+
+if TYPE_CHECKING:
+    from serving.offline.data import Session
+
+
+def id_sort_key(item_id: str) -> tuple[int, int, str]:
+    """Numeric ids sort numerically, others lexically (numbers first), as SASRec numbers items."""
+    return (0, int(item_id), "") if item_id.isdigit() else (1, 0, item_id)
 
 
 class Vocab:
@@ -95,8 +102,8 @@ class Vocab:
                 items.add(x.item_id)
                 if x.category_id is not None and x.item_id not in item_category:
                     item_category[x.item_id] = x.category_id
-        ordered = sorted(items, key=_id_key)
-        categories = sorted(set(item_category.values()), key=_id_key)
+        ordered = sorted(items, key=id_sort_key)
+        categories = sorted(set(item_category.values()), key=id_sort_key)
         counts = train_counts or Counter()
         return cls(ordered, categories, item_category, [counts.get(it, 0) for it in ordered])
 

@@ -1,7 +1,7 @@
 """Markdown rows for RESULTS.md: a trained model vs the popular and item-kNN baselines under
 both protocols, on the test item of the leave-last-out split.
 
-    python -m serving.results_table --model artifacts/wiki --data ../shared/data/sequences/wikipedia.txt --format sasrec
+    python -m serving.offline.results_table --model artifacts/wiki --data ../shared/data/sequences/wikipedia.txt --format sasrec
 """
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import typer
 
-from serving.artifacts import load_config, load_model_dir
-from serving.data import load
-from serving.evaluate import PROTOCOLS, baseline_scorer, evaluate_scorer, model_scorer
-from serving.sequences import build_vocab_and_split, encode, leave_last_out
+from serving.model.artifacts import load_config, load_model_dir
+from serving.offline.data import load
+from serving.offline.evaluate import PROTOCOLS, baseline_scorer, evaluate_scorer, model_scorer
+from serving.offline.sequences import build_vocab_and_split, encode, leave_last_out
 
 COLUMNS = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr@20", "coverage@10", "users")
 

@@ -5,7 +5,7 @@ the recommended item; delete a random other interaction and re-score again. The 
 faithful for that item when the cited deletion lowers the score more. Also reports the latency
 that attribution adds per request.
 
-    python -m serving.faithfulness --model .run/model --format synthetic --n 1000
+    python -m serving.offline.faithfulness --model .run/model --format synthetic --n 1000
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ import numpy as np
 import torch
 import typer
 
-from serving.artifacts import load_model_dir
-from serving.data import load
-from serving.infer import rank_with_attribution, remove_positions, score_candidates
-from serving.sequences import encode, pad_left
+from serving.model.artifacts import load_model_dir
+from serving.offline.data import load
+from serving.model.attribution import rank_with_attribution, remove_positions, score_candidates
+from serving.offline.sequences import encode, pad_left
 
 cli = typer.Typer(add_completion=False)
 

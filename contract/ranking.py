@@ -1,0 +1,16 @@
+"""The ranking result that crosses from the model client to the worker's post-processing."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One ranked item. ``attr_index`` indexes the session's interactions as the worker holds them
+    (oldest first): the interaction whose removal lowers this item's score most, -1 if none does."""
+
+    item_id: str
+    score: float
+    attr_index: int
+    attr_drop: float
+    from_model: bool = True  # False for items topped up from popularity

@@ -1,0 +1,20 @@
+"""Every closed vocabulary of the product, once: a ``Literal`` for type checkers and pydantic, and a
+tuple derived from it for code that iterates (metrics labels, model embeddings, tables)."""
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+EventType = Literal["view", "click", "add_to_cart", "purchase"]
+EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
+
+# Why a message went to the DLQ instead of producing a recommendation.
+DlqReason = Literal["too_large", "not_json", "too_deep", "invalid_schema", "unknown_event_type"]
+DLQ_REASONS: tuple[DlqReason, ...] = get_args(DlqReason)
+
+# Why a recommendation was not (entirely) the model's ranking.
+FallbackReason = Literal["triton_unavailable", "too_few_candidates"]
+FALLBACK_REASONS: tuple[FallbackReason, ...] = get_args(FallbackReason)
+
+# Explanation tokens without an argument; the others are `<event_type>:<item>`, `category:<id>`,
+# `fallback:<reason>` (see stream/explain.py).
+PlainToken = Literal["popular", "trending", "cold_start"]
