@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _promql import alert_expressions, alert_signals, dashboard_queries  # noqa: E402
+from _promql import alert_expressions, alert_signals, dashboard_queries
 
 pytestmark = pytest.mark.stack
 

@@ -8,7 +8,7 @@ import pytest
 from contract.vocab import EVENT_TYPES
 from serving.offline.data import SHARED_DATA, Interaction, Session, generate_synthetic, load_diginetica, load_sasrec
 
-REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+REAL_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 
 
 def test_shared_data_constant_points_next_to_the_project():

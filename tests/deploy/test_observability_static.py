@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _promql import (  # noqa: E402
+from _promql import (
     ALERTS_FILE,
     DASHBOARDS_DIR,
     PROMETHEUS_DIR,
