@@ -9,8 +9,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from contract.vocab import DlqReason, EventType, FallbackReason
 
-
-
 # Latest accepted event time (2100-01-01 UTC): later ones are bugs, and they must fit Feast's int64.
 MAX_TS_MS = 4_102_444_800_000
 

@@ -22,9 +22,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
+from datetime import datetime  # noqa: E402
+
 import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
-from datetime import datetime  # noqa: E402
 
 Series = dict[str, list[tuple[float, float]]]  # legend label -> [(unix ts, value)]
 

@@ -10,9 +10,9 @@ from feast.infra.online_stores.redis import RedisOnlineStoreConfig
 from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.repo_config import RegistryConfig
 
+from contract.settings import Settings
 from features.feature_repo.definitions import ENTITIES, FEATURE_VIEWS
 from features.state import ItemStats, OnlineState, SessionState, UserStats
-from contract.settings import Settings
 
 SESSION_FEATURES = ["item_ids", "event_types", "purchased_items", "recent_event_ids", "event_count", "last_ts"]
 ITEM_FEATURES = ["interaction_count", "purchase_count", "category_id"]

@@ -14,10 +14,10 @@ import faust
 from prometheus_client import start_http_server
 from tenacity import AsyncRetrying, retry, stop_after_delay, wait_exponential
 
+from contract.settings import get_settings
 from features.store import OnlineFeatures
 from serving.online.client import TritonRanker
 from stream import metrics
-from contract.settings import get_settings
 from stream.pipeline import Pipeline, RawMessage, timed
 
 log = logging.getLogger(__name__)

@@ -17,9 +17,9 @@ import typer
 from kafka import KafkaProducer
 from rich.progress import Progress
 
-from serving.offline.data import Session, load
-from contract.settings import get_settings
 from contract.messages import Event
+from contract.settings import get_settings
+from serving.offline.data import Session, load
 
 cli = typer.Typer(add_completion=False)
 

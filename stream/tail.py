@@ -11,8 +11,8 @@ from kafka import KafkaConsumer
 from rich.console import Console
 from rich.table import Table
 
-from contract.settings import get_settings
 from contract.messages import InvalidEvent, Recommendation, parse_event
+from contract.settings import get_settings
 
 log = logging.getLogger(__name__)
 cli = typer.Typer(add_completion=False)

@@ -26,8 +26,8 @@ def live_load():
 
     from kafka import KafkaConsumer
 
-    from serving.offline.data import generate_synthetic
     from contract.settings import get_settings
+    from serving.offline.data import generate_synthetic
     from stream.produce import make_producer, session_events
 
     settings = get_settings()

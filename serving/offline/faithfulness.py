@@ -19,8 +19,8 @@ import torch
 import typer
 
 from serving.model.artifacts import load_model_dir
-from serving.offline.data import load
 from serving.model.attribution import rank_with_attribution, remove_positions, score_candidates
+from serving.offline.data import load
 from serving.offline.sequences import encode, pad_left
 
 cli = typer.Typer(add_completion=False)

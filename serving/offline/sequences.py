@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serving.model.artifacts import Vocab
-from serving.offline.data import Session
 from serving.model.transformer import EVENT_TYPE_INDEX
+from serving.offline.data import Session
 
 
 @dataclass

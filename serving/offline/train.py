@@ -34,9 +34,9 @@ import torch
 import typer
 
 from serving.model.artifacts import save_model_dir
+from serving.model.transformer import ModelConfig, SessionTransformer
 from serving.offline.data import describe, load
 from serving.offline.evaluate import evaluate_scorer, model_scorer
-from serving.model.transformer import ModelConfig, SessionTransformer
 from serving.offline.sequences import build_vocab_and_split, training_windows
 
 # Defaults (see RESULTS.md for the runs behind them).

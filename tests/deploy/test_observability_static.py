@@ -7,15 +7,12 @@ import importlib.util
 import math
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from _promql import (
-    ALERTS_FILE,
-    DASHBOARDS_DIR,
     PROMETHEUS_DIR,
     REPO,
     alert_expressions,

@@ -11,8 +11,8 @@ from collections import Counter, defaultdict
 import pytest
 from kafka import KafkaProducer
 
-from features.store import make_store
 from contract.settings import get_settings
+from features.store import make_store
 
 pytestmark = pytest.mark.stack
 

@@ -1,5 +1,5 @@
-from features.state import SessionState
 from contract.ranking import Candidate
+from features.state import SessionState
 from stream.explain import explain_fill_item, explain_model_item
 from stream.popularity import Popularity
 from stream.ranking import select_items

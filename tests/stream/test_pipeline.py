@@ -3,9 +3,9 @@ import json
 
 import pytest
 
-from features.store import OnlineFeatures
 from contract.ranking import Candidate
 from contract.settings import Settings
+from features.store import OnlineFeatures
 from stream.pipeline import Pipeline, RawMessage
 
 

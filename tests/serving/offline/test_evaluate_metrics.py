@@ -7,7 +7,7 @@ import torch
 
 from serving.offline import ranking_metrics as metrics
 from serving.offline.evaluate import evaluate_scorer, itemknn_similarity, popular_scorer
-from serving.offline.sequences import EvalSet, leave_last_out, Encoded, sample_negatives, training_windows
+from serving.offline.sequences import Encoded, EvalSet, leave_last_out, sample_negatives, training_windows
 
 
 def test_metrics_on_hand_made_ranks():
