@@ -2,26 +2,37 @@
 online state. Feast's calls block, so async callers run them in a thread."""
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import datetime, timezone
+from typing import Any
 
 import pandas as pd
-from feast import FeatureStore, RepoConfig
+from feast import FeatureStore, FeatureView, RepoConfig
 from feast.infra.online_stores.redis import RedisOnlineStoreConfig
 from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.repo_config import RegistryConfig
 
 from contract.settings import Settings
-from features.feature_repo.definitions import ENTITIES, FEATURE_VIEWS
+from features.feature_repo.definitions import ENTITIES, FEATURE_VIEWS, item_stats, session_state, user_stats
 from features.state import ItemStats, OnlineState, SessionState, UserStats
 
-SESSION_FEATURES = ["item_ids", "event_types", "purchased_items", "recent_event_ids", "event_count", "last_ts"]
-ITEM_FEATURES = ["interaction_count", "purchase_count", "category_id"]
-USER_FEATURES = ["event_count", "session_count"]
+# Each state record is its feature view's row: the field names are the feature names (pinned by a test).
+RECORDS: dict[str, type] = {"session_state": SessionState, "item_stats": ItemStats, "user_stats": UserStats}
+
+
+def feature_names(view: FeatureView) -> list[str]:
+    return [f.name for f in view.features]
+
+
+def join_key(view: FeatureView) -> str:
+    entity = next(e for e in ENTITIES if e.name == view.entities[0])
+    return entity.join_key
 
 
 def make_store(settings: Settings) -> FeatureStore:
     feast_dir = settings.run_dir / "feast"
     feast_dir.mkdir(parents=True, exist_ok=True)
+    online: RedisOnlineStoreConfig | SqliteOnlineStoreConfig
     if settings.online_store == "redis":
         online = RedisOnlineStoreConfig(connection_string=settings.redis_connection_string)
     else:
@@ -37,6 +48,16 @@ def make_store(settings: Settings) -> FeatureStore:
     return FeatureStore(config=config)
 
 
+def _record(record_type: type, row: dict[str, Any]) -> Any:
+    """A feature row (None where the entity has no value) -> its state record; lists become tuples."""
+    values = {}
+    for f in fields(record_type):
+        value = row[f.name]
+        if value is not None:
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    return record_type(**values)
+
+
 class OnlineFeatures:
     def __init__(self, settings: Settings):
         self.store = make_store(settings)
@@ -45,56 +66,40 @@ class OnlineFeatures:
         """Register entities and feature views (idempotent)."""
         self.store.apply([*ENTITIES, *FEATURE_VIEWS])
 
-    def _read(self, view: str, key: str, ids: list[str], names: list[str]) -> list[dict]:
+    def _read(self, view: FeatureView, ids: list[str]) -> dict[str, Any]:
         if not ids:
-            return []
+            return {}
+        names = feature_names(view)
         response = self.store.get_online_features(
-            features=[f"{view}:{name}" for name in names], entity_rows=[{key: i} for i in ids]
+            features=[f"{view.name}:{name}" for name in names], entity_rows=[{join_key(view): i} for i in ids]
         ).to_dict()
-        return [{name: response[name][row] for name in names} for row in range(len(ids))]
+        record_type = RECORDS[view.name]
+        return {entity: _record(record_type, {n: response[n][row] for n in names}) for row, entity in enumerate(ids)}
 
     def read_sessions(self, session_ids: list[str]) -> dict[str, SessionState]:
-        rows = self._read("session_state", "session_id", session_ids, SESSION_FEATURES)
-        return {
-            sid: SessionState(
-                item_ids=tuple(row["item_ids"] or ()),
-                event_types=tuple(row["event_types"] or ()),
-                purchased_items=tuple(row["purchased_items"] or ()),
-                recent_event_ids=tuple(row["recent_event_ids"] or ()),
-                event_count=row["event_count"] or 0,
-                last_ts=row["last_ts"] or 0,
-            )
-            for sid, row in zip(session_ids, rows)
-        }
+        return self._read(session_state, session_ids)
 
     def read_items(self, item_ids: list[str]) -> dict[str, ItemStats]:
-        rows = self._read("item_stats", "item_id", item_ids, ITEM_FEATURES)
-        return {
-            iid: ItemStats(row["interaction_count"] or 0, row["purchase_count"] or 0, row["category_id"])
-            for iid, row in zip(item_ids, rows)
-        }
+        return self._read(item_stats, item_ids)
 
     def read_users(self, user_ids: list[str]) -> dict[str, UserStats]:
-        rows = self._read("user_stats", "user_id", user_ids, USER_FEATURES)
-        return {uid: UserStats(row["event_count"] or 0, row["session_count"] or 0) for uid, row in zip(user_ids, rows)}
+        return self._read(user_stats, user_ids)
 
     def read(self, session_ids: list[str], item_ids: list[str], user_ids: list[str]) -> OnlineState:
         return OnlineState(self.read_sessions(session_ids), self.read_items(item_ids), self.read_users(user_ids))
 
     def write(self, state: OnlineState) -> None:
         now = datetime.now(timezone.utc)
-        if state.sessions:
-            self._write("session_state", "session_id", state.sessions, SESSION_FEATURES, now, list)
-        if state.items:
-            self._write("item_stats", "item_id", state.items, ITEM_FEATURES, now, None)
-        if state.users:
-            self._write("user_stats", "user_id", state.users, USER_FEATURES, now, None)
+        for view, values in ((session_state, state.sessions), (item_stats, state.items), (user_stats, state.users)):
+            if values:
+                self._write(view, values, now)
 
-    def _write(self, view, key, values: dict, names, now, seq_type) -> None:
-        def cell(value):
-            return seq_type(value) if seq_type is not None and isinstance(value, tuple) else value
+    def _write(self, view: FeatureView, values: dict[str, Any], now: datetime) -> None:
+        names, key = feature_names(view), join_key(view)
 
-        frame = pd.DataFrame(
-            [{key: entity, **{n: cell(getattr(v, n)) for n in names}, "event_timestamp": now} for entity, v in values.items()]
-        )
-        self.store.write_to_online_store(view, frame)
+        def cell(value: Any) -> Any:
+            return list(value) if isinstance(value, tuple) else value
+
+        frame = pd.DataFrame([{key: entity, **{n: cell(getattr(v, n)) for n in names}, "event_timestamp": now}
+                              for entity, v in values.items()])
+        self.store.write_to_online_store(view.name, frame)

@@ -1,11 +1,14 @@
 """Feast feature definitions: what the worker keeps online per session, item and user.
 
-Values are written by the stream worker with ``write_to_online_store`` (the push path); the
-batch sources only document where offline history would live and are never materialised.
+The store is configured in code, not by a ``feature_store.yaml``: features/store.py builds the
+``RepoConfig`` from the one Settings object (Redis or SQLite, ports, paths), so the ``feast`` CLI
+is not used on this folder. The worker writes values straight to the online store
+(``write_to_online_store``); Feast requires a batch source per view, and these file sources are
+never read or materialised.
 """
 from datetime import timedelta
 
-from feast import Entity, FeatureView, Field, FileSource, PushSource, ValueType
+from feast import Entity, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Int64, String
 
 session = Entity(name="session", join_keys=["session_id"], value_type=ValueType.STRING)
@@ -13,11 +16,8 @@ item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING)
 user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING)
 
 
-def _push_source(name: str) -> PushSource:
-    return PushSource(
-        name=f"{name}_push",
-        batch_source=FileSource(name=f"{name}_history", path=f"data/{name}.parquet", timestamp_field="event_timestamp"),
-    )
+def _unread_source(name: str) -> FileSource:
+    return FileSource(name=f"{name}_history", path=f"data/{name}.parquet", timestamp_field="event_timestamp")
 
 
 session_state = FeatureView(
@@ -33,7 +33,7 @@ session_state = FeatureView(
         Field(name="last_ts", dtype=Int64),
     ],
     online=True,
-    source=_push_source("session_state"),
+    source=_unread_source("session_state"),
 )
 
 item_stats = FeatureView(
@@ -46,7 +46,7 @@ item_stats = FeatureView(
         Field(name="category_id", dtype=String),
     ],
     online=True,
-    source=_push_source("item_stats"),
+    source=_unread_source("item_stats"),
 )
 
 user_stats = FeatureView(
@@ -55,7 +55,7 @@ user_stats = FeatureView(
     ttl=timedelta(days=365),
     schema=[Field(name="event_count", dtype=Int64), Field(name="session_count", dtype=Int64)],
     online=True,
-    source=_push_source("user_stats"),
+    source=_unread_source("user_stats"),
 )
 
 ENTITIES = [session, item, user]
