@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     model_name: str = "session_transformer"
     triton_timeout_s: float = 5.0
 
+    # Worker-held state: Feast is written in the background at least this often; memory is bounded
+    # per table (sessions, items, users) and idle entries are dropped (Feast keeps them).
+    feature_flush_s: float = 0.5
+    state_max_entries: int = 200_000
+    state_idle_s: float = 1800.0
+
     # Feast
     feast_repo: Path = PROJECT_ROOT / "features" / "feature_repo"
     online_store: Literal["sqlite", "redis"] = "sqlite"

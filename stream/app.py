@@ -1,6 +1,7 @@
 """Faust worker: consumes events, runs each batch through the pipeline, publishes recommendations
-and dead letters. Events are acknowledged only after the broker has acknowledged every record of
-their batch (at-least-once); the online-state update is idempotent for redelivered events.
+and dead letters. An event is acknowledged only after the broker has acknowledged every record of
+its batch and the state it changed is written to Feast (at-least-once, stream/writeback.py); the
+state update is idempotent for redelivered events.
 
 Run: ``python -m stream.app worker -l info``
 """
@@ -15,10 +16,13 @@ from prometheus_client import start_http_server
 from tenacity import AsyncRetrying, retry, stop_after_delay, wait_exponential
 
 from contract.settings import get_settings
+from features.cache import StateCache
 from features.store import OnlineFeatures
 from serving.online.client import TritonRanker
 from stream import metrics
-from stream.pipeline import Pipeline, RawMessage, timed
+from stream.metrics import timed
+from stream.pipeline import Pipeline, RawMessage
+from stream.writeback import WriteBehind
 
 log = logging.getLogger(__name__)
 settings = get_settings()
@@ -47,21 +51,34 @@ def connect_features() -> OnlineFeatures:
     return features
 
 
+_writebacks: list[WriteBehind] = []  # the running agent's, for the flush timer
+
+
 @app.agent(events_topic)
 async def recommend(stream):
     try:
-        pipeline = Pipeline(settings, connect_features(), make_ranker())
+        cache = StateCache(connect_features(), settings.state_max_entries, settings.state_idle_s)
+        writeback = WriteBehind(cache, connect_features(), stream.ack)  # its own Feast client: writes run beside reads
+        _writebacks[:] = [writeback]
+        pipeline = Pipeline(settings, cache, make_ranker())
         # noack_take, not take_events: take_events acks a batch in a `finally` when the loop body
         # raises, so a batch that failed on Redis or Kafka would be committed unprocessed.
         async for batch in stream.noack_take(settings.batch_size, within=settings.batch_wait_s):
             messages = [RawMessage(e.message.value or b"", e.message.topic, e.message.partition, e.message.offset)
                         for e in batch]
             await process_until_published(pipeline, messages)
-            for event in batch:
-                await stream.ack(event)
+            writeback.published(batch)
     except Exception:
         metrics.AGENT_CRASHES.inc()
         raise
+
+
+@app.timer(interval=settings.feature_flush_s)
+async def flush_features():
+    """Bounds how stale Feast is behind the worker (reco_feature_freshness_seconds)."""
+    for writeback in _writebacks:
+        await writeback.flush()
+        writeback.cache.evict()
 
 
 def count_retry(state) -> None:

@@ -1,6 +1,10 @@
 """Prometheus metrics of the worker. Names here are what deploy/prometheus and deploy/grafana query."""
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 from contract.vocab import DLQ_REASONS, FALLBACK_REASONS
@@ -17,7 +21,7 @@ END_TO_END_LATENCY = Histogram(
 )
 STAGE_LATENCY = Histogram(
     "reco_stage_latency_seconds", "Time per pipeline stage and batch",
-    ["stage"],  # the Pipeline stage methods, and publish (stream/app.py)
+    ["stage"],  # the Pipeline stage methods, publish (stream/app.py), write_state (stream/writeback.py)
     buckets=_LATENCY_BUCKETS,
 )
 BATCH_SIZE = Histogram("reco_batch_size", "Events per processed batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
@@ -27,6 +31,22 @@ MODEL_INFO = Info("reco_model", "Model serving the recommendations")
 TRITON_UP = Gauge("reco_triton_up", "1 when the last Triton call succeeded")
 BATCH_RETRIES = Counter("reco_batch_retries_total", "Batches run again after a dependency failed", ["error"])
 AGENT_CRASHES = Counter("reco_agent_crashes_total", "Times the recommend agent raised (Faust restarts it)")
+FEATURE_FRESHNESS = Histogram(
+    "reco_feature_freshness_seconds", "From a state change in the worker to its write into Feast",
+    buckets=_LATENCY_BUCKETS,
+)
+FEATURE_WRITE_FAILURES = Counter("reco_feature_write_failures_total", "Background Feast writes that failed", ["error"])
+STATE_ENTRIES = Gauge("reco_state_entries", "Sessions, items and users held in the worker's memory")
+
+
+@contextmanager
+def timed(stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        STAGE_LATENCY.labels(stage).observe(time.perf_counter() - start)
+
 
 def initialise_labels() -> None:
     """Export every reason at zero from the start, so dashboards and rate() see a series before the

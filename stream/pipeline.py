@@ -1,27 +1,29 @@
 """One batch through the pipeline, one named stage at a time:
 
-    validate -> read_state -> fold_events -> write_state -> rank -> select -> read_categories -> explain
+    validate -> read_state -> fold_events -> rank -> select -> read_categories -> explain
 
-Dependencies come in through the constructor, so tests can run the same code with fakes and the
-Faust agent (stream/app.py) stays a thin loop that publishes what :meth:`Pipeline.process` returns.
-Each stage is timed under its own name in ``reco_stage_latency_seconds{stage}``.
+State lives in the worker (features/cache.py): Feast is read only on a miss and written in the
+background (stream/writeback.py). Dependencies come in through the constructor, so tests can run
+the same code with fakes, and the Faust agent (stream/app.py) stays a thin loop that publishes
+what :meth:`Pipeline.process` returns. Each stage is timed under its own name in
+``reco_stage_latency_seconds{stage}``.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol, Sequence
+from typing import Iterable, Protocol, Sequence
 
 from contract.messages import DeadLetter, Event, InvalidEvent, Recommendation, RecommendedItem, dead_letter, parse_event
 from contract.ranking import Candidate
 from contract.settings import Settings
 from contract.vocab import FallbackReason
-from features.state import ItemStats, OnlineState, SessionState, apply_events
+from features.cache import StateCache
+from features.state import OnlineState, SessionState, apply_events
 from serving.online.client import TRITON_ERRORS, SessionRow
 from stream import metrics
+from stream.metrics import timed
 from stream.explain import explain_fill_item, explain_model_item
 from stream.popularity import Popularity
 from stream.ranking import select_items
@@ -44,34 +46,19 @@ class BatchResult:
     event_ts: list[int] = field(default_factory=list)  # aligned with recommendations
 
 
-class FeatureStoreLike(Protocol):
-    def read(self, session_ids: list[str], item_ids: list[str], user_ids: list[str]) -> OnlineState: ...
-    def read_items(self, item_ids: list[str]) -> dict[str, ItemStats]: ...
-    def write(self, state: OnlineState) -> None: ...
-
-
 class RankerLike(Protocol):
     async def rank(self, sessions: Sequence[SessionRow]) -> tuple[list[list[Candidate]], str]: ...
 
 
-@contextmanager
-def timed(stage: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        metrics.STAGE_LATENCY.labels(stage).observe(time.perf_counter() - start)
-
-
-def unique(values: Iterator[str | None]) -> list[str]:
+def unique(values: Iterable[str | None]) -> list[str]:
     return list(dict.fromkeys(v for v in values if v is not None))
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, features: FeatureStoreLike, ranker: RankerLike,
+    def __init__(self, settings: Settings, state: StateCache, ranker: RankerLike,
                  popularity: Popularity | None = None):
         self.settings = settings
-        self.features = features
+        self.state = state
         self.ranker = ranker
         self.popularity = popularity or Popularity()
         self.model_version = "unknown"
@@ -83,18 +70,16 @@ class Pipeline:
         if not events:
             return BatchResult(dead_letters=dead)
         with timed("read_state"):
-            state = await asyncio.to_thread(self.features.read, unique(e.session_id for e in events),
-                                            unique(e.item_id for e in events), unique(e.user_id for e in events))
+            state = await self.state.load(unique(e.session_id for e in events), unique(e.item_id for e in events),
+                                          unique(e.user_id for e in events))
         with timed("fold_events"):
             sessions = self.fold_events(state, events)
-        with timed("write_state"):
-            await asyncio.to_thread(self.features.write, state)
         with timed("rank"):
             rankings, fallback = await self.rank(sessions)
         with timed("select"):
             picks = self.select(rankings, sessions)
         with timed("read_categories"):
-            categories = await asyncio.to_thread(self.read_categories, sessions, picks, state)
+            categories = await self.read_categories(sessions, picks)
         with timed("explain"):
             recs = [self.explain(e, s, p, categories, fallback) for e, s, p in zip(events, sessions, picks)]
         metrics.LAST_EVENT_TIMESTAMP.set(time.time())
@@ -116,6 +101,7 @@ class Pipeline:
     def fold_events(self, state: OnlineState, events: list[Event]) -> list[SessionState]:
         """Each event's session right after it (what the model sees for it); counts into popularity."""
         sessions = apply_events(state, events, self.settings.max_session_len)
+        self.state.update(state)
         for event in events:
             self.popularity.observe(event.item_id, state.items[event.item_id].interaction_count, event.ts)
         return sessions
@@ -136,14 +122,11 @@ class Pipeline:
         fill = self.popularity.top(self.settings.k * 2)
         return [select_items(r, set(s.purchased_items), self.settings.k, fill) for r, s in zip(rankings, sessions)]
 
-    def read_categories(self, sessions: list[SessionState], picks: list[list[Candidate]],
-                        state: OnlineState) -> dict[str, str | None]:
-        """Categories of every item a token may mention; those this batch wrote are known already."""
-        known = {item: stats.category_id for item, stats in state.items.items()}
-        wanted = {i for s in sessions for i in s.item_ids} | {p.item_id for ps in picks for p in ps}
-        missing = sorted(wanted - known.keys())
-        known.update({item: stats.category_id for item, stats in self.features.read_items(missing).items()})
-        return known
+    async def read_categories(self, sessions: list[SessionState], picks: list[list[Candidate]]) -> dict[str, str | None]:
+        """Categories of every item a token may mention (from memory, Feast on a miss)."""
+        wanted = unique([i for s in sessions for i in s.item_ids] + [p.item_id for ps in picks for p in ps])
+        items = (await self.state.load(item_ids=wanted)).items
+        return {item: stats.category_id for item, stats in items.items()}
 
     def explain(self, event: Event, session: SessionState, picks: list[Candidate],
                 categories: dict[str, str | None], fallback: FallbackReason | None) -> Recommendation:

@@ -83,7 +83,9 @@ def test_events_in_recommendations_and_dead_letters_out(collect):
     assert Counter(d["reason"] for d in dlq) == expected_reasons
     assert all(d["error"] and d["topic"] == settings.events_topic for d in dlq)
 
-    # Feast's own online read returns what the events imply.
+    # Feast's own online read returns what the events imply, once the worker's write-behind has
+    # caught up (it writes at least every RECO_FEATURE_FLUSH_S).
+    time.sleep(settings.feature_flush_s + 1.0)
     store = make_store(settings)
     sessions = sorted({e["session_id"] for e in valid})[:10]
     online = store.get_online_features(

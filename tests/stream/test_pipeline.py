@@ -5,8 +5,10 @@ import pytest
 
 from contract.ranking import Candidate
 from contract.settings import Settings
+from features.cache import StateCache
 from features.store import OnlineFeatures
 from stream.pipeline import Pipeline, RawMessage
+from stream.writeback import WriteBehind
 
 
 class FakeRanker:
@@ -39,7 +41,7 @@ def pipeline(tmp_path):
     settings = Settings(run_dir=tmp_path, online_store="sqlite", k=5)
     features = OnlineFeatures(settings)
     features.apply()
-    return Pipeline(settings, features, FakeRanker())
+    return Pipeline(settings, StateCache(features), FakeRanker())
 
 
 async def test_every_valid_event_gets_a_recommendation_and_bad_ones_a_dead_letter(pipeline):
@@ -59,7 +61,16 @@ async def test_online_state_follows_the_events_and_redelivery_is_idempotent(pipe
     batch = messages([event(1, item="a"), event(2, item="b", kind="purchase"), event(3, "s2", item="a")])
     await pipeline.process(batch)
     await pipeline.process(batch)  # redelivered after a crash: no double counting
-    state = pipeline.features.read(["s1", "s2"], ["a", "b"], ["u1"])
+    store = pipeline.state.store
+    acked = []
+
+    async def ack(event):
+        acked.append(event)
+
+    writeback = WriteBehind(pipeline.state, store, ack)
+    writeback.published(["e1", "e2", "e3"])
+    assert await writeback.flush() and acked == ["e1", "e2", "e3"]
+    state = store.read(["s1", "s2"], ["a", "b"], ["u1"])
     assert state.sessions["s1"].item_ids == ("a", "b")
     assert state.sessions["s1"].event_types == ("view", "purchase")
     assert state.sessions["s1"].purchased_items == ("b",)

@@ -1,0 +1,55 @@
+"""The worker-held state: reads only misses, marks what changed, stays bounded."""
+from features.cache import StateCache
+from features.state import ItemStats, OnlineState, SessionState
+
+
+class FakeStore:
+    def __init__(self):
+        self.rows = OnlineState()
+        self.reads: list[tuple[list[str], list[str], list[str]]] = []
+
+    def read(self, session_ids, item_ids, user_ids):
+        self.reads.append((session_ids, item_ids, user_ids))
+        return OnlineState({s: self.rows.sessions.get(s, SessionState()) for s in session_ids},
+                           {i: self.rows.items.get(i, ItemStats()) for i in item_ids}, {})
+
+    def write(self, state):
+        self.rows.sessions.update(state.sessions)
+        self.rows.items.update(state.items)
+
+
+async def test_only_misses_are_read_and_only_changes_are_dirty():
+    store = FakeStore()
+    store.rows.items["a"] = ItemStats(4, 0, "c1")
+    cache = StateCache(store)
+    state = await cache.load(["s1"], ["a", "b"], [])
+    assert state.items["a"] == ItemStats(4, 0, "c1")
+    state.items["b"] = ItemStats(1, 0, None)
+    cache.update(state)
+    await cache.load(["s1"], ["a", "b", "c"], [])
+    assert store.reads == [(["s1"], ["a", "b"], []), ([], ["c"], [])]
+    assert cache.take_dirty().items == {"b": ItemStats(1, 0, None)}
+    assert cache.take_dirty().items == {}
+
+
+async def test_a_failed_write_keeps_the_latest_value_dirty():
+    cache = StateCache(FakeStore())
+    state = await cache.load(["s1"], [], [])
+    state.sessions["s1"] = SessionState(item_ids=("a",))
+    cache.update(state)
+    taken = cache.take_dirty()
+    state.sessions["s1"] = SessionState(item_ids=("a", "b"))
+    cache.update(state)
+    cache.restore_dirty(taken)
+    assert cache.take_dirty().sessions == {"s1": SessionState(item_ids=("a", "b"))}
+
+
+async def test_memory_is_bounded_but_unwritten_state_is_never_dropped():
+    now = [0.0]
+    cache = StateCache(FakeStore(), max_entries=3, idle_s=60, clock=lambda: now[0])
+    state = await cache.load([f"s{n}" for n in range(5)], [], [])
+    state.sessions["s0"] = SessionState(item_ids=("x",))  # oldest, but not yet in Feast
+    cache.update(state)
+    assert cache.evict() == 2 and set(cache.sessions.values) == {"s0", "s3", "s4"}
+    now[0] = 120.0  # everything idle
+    assert cache.evict() == 2 and set(cache.sessions.values) == {"s0"}
