@@ -14,10 +14,13 @@ OCCLUSION_CHUNK = 128
 
 
 @dataclass
-class Ranked:
+class RankedBatch:
+    """Top candidates of each row of a batch. ``attr_pos`` is a column index into the ``items``
+    tensor given to ``rank_with_attribution`` (padding columns included), -1 if none."""
+
     items: torch.Tensor  # [B, C] item indices, best first
     scores: torch.Tensor  # [B, C] logits
-    attr_pos: torch.Tensor  # [B, C] padded-row position of the most supporting interaction, -1 if none
+    attr_pos: torch.Tensor  # [B, C] column of the most supporting interaction, -1 if none
     attr_drop: torch.Tensor  # [B, C] score drop when that interaction is removed
 
 
@@ -47,7 +50,7 @@ def score_candidates(model, items, types, candidates: torch.Tensor) -> torch.Ten
 
 @torch.no_grad()
 def rank_with_attribution(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int,
-                          attribute: bool = True, window: int = 0) -> Ranked:
+                          attribute: bool = True, window: int = 0) -> RankedBatch:
     """``window``: attribute over the most recent ``window`` interactions only (0 = all); the
     cost grows with the number of interactions tried, and recent ones drive session models."""
     # Drop the padding columns no row uses: positions count from each row's first interaction,
@@ -60,7 +63,7 @@ def rank_with_attribution(model, items: torch.Tensor, types: torch.Tensor, n_can
     return ranked
 
 
-def _rank(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int, attribute: bool, window: int) -> Ranked:
+def _rank(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int, attribute: bool, window: int) -> RankedBatch:
     logits = model.score_last(items, types).float()
     logits[:, 0] = float("-inf")  # padding index is never an item
     n_candidates = min(n_candidates, logits.shape[1] - 1)
@@ -69,13 +72,13 @@ def _rank(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int, at
     attr_pos = torch.full_like(top, -1)
     attr_drop = torch.zeros_like(scores)
     if not attribute:
-        return Ranked(top, scores, attr_pos, attr_drop)
+        return RankedBatch(top, scores, attr_pos, attr_drop)
 
     first = items.shape[1] - window if 0 < window < items.shape[1] else 0
     rows, positions = (items[:, first:] != 0).nonzero(as_tuple=True)  # one variant per interaction tried
     positions = positions + first
     if rows.numel() == 0:
-        return Ranked(top, scores, attr_pos, attr_drop)
+        return RankedBatch(top, scores, attr_pos, attr_drop)
     variant_scores = score_candidates(
         model, remove_positions(items, rows, positions), remove_positions(types, rows, positions), top[rows]
     ).float()
@@ -90,4 +93,4 @@ def _rank(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int, at
     attr_pos = attr_pos.scatter_reduce(0, rows.unsqueeze(1).expand_as(drops), pos_if_best, reduce="amax")
     has_rows = torch.isfinite(best)
     attr_drop = torch.where(has_rows, best, attr_drop)
-    return Ranked(top, scores, attr_pos, attr_drop)
+    return RankedBatch(top, scores, attr_pos, attr_drop)

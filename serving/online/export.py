@@ -31,10 +31,14 @@ def export_model(model_dir: Path, repo_dir: Path, model_name: str = "session_tra
     staging = target / f".staging-{version}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
-    for name in ARTIFACTS:
-        shutil.copy2(model_dir / name, staging / name)
-    shutil.copy2(BACKEND, staging / "model.py")
-    staging.rename(target / str(version))
+    try:
+        for name in ARTIFACTS:
+            shutil.copy2(model_dir / name, staging / name)
+        shutil.copy2(BACKEND, staging / "model.py")
+        staging.rename(target / str(version))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed export leaves the repository as it was
+        raise
     for old in versions(target)[:-KEEP_VERSIONS]:
         shutil.rmtree(target / str(old))
     return version

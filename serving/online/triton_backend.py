@@ -1,6 +1,12 @@
 """Triton python-backend model: copied as ``model.py`` into each exported version folder.
 
 Runs in Triton's model environment (torch with numpy<2, see deploy/), not the worker's.
+
+Positions: a request row is one session left-padded with b"", and ``ATTR_POS`` is the index among
+the row's non-empty entries counted from the oldest (the session as the worker holds it), -1 if no
+interaction supports the item. This module is the one place that translates between those indices
+and the model's: it drops padding and items unknown to the vocabulary, keeps the last ``max_len``,
+and maps each cited model position back to the session index of the interaction kept there.
 """
 from __future__ import annotations
 
@@ -15,9 +21,16 @@ from serving.model.artifacts import load_model_dir
 from serving.model.attribution import rank_with_attribution
 from serving.model.transformer import EVENT_TYPE_INDEX
 
+INPUTS = ("SESSION_ITEMS", "SESSION_TYPES")
+OUTPUTS = ("REC_ITEMS", "REC_SCORES", "ATTR_POS", "ATTR_DROP")
 
-def _decode(array: np.ndarray) -> list[list[str]]:
-    return [[v.decode() if isinstance(v, bytes) else str(v) for v in row] for row in array]
+
+class BadRequest(ValueError):
+    """Inputs that cannot be ranked: that request gets an error, the rest of its batch is served."""
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class TritonPythonModel:
@@ -27,66 +40,78 @@ class TritonPythonModel:
         self.n_candidates = int(params.get("N_CANDIDATES", "50"))
         self.attribute = params.get("ATTRIBUTION", "occlusion") == "occlusion"
         self.window = int(params.get("ATTRIBUTION_WINDOW", "0"))
+        self.dtypes = {name: pb_utils.triton_string_to_numpy(pb_utils.get_output_config_by_name(config, name)["data_type"])
+                       for name in OUTPUTS}
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.device == "cpu":
-            # Intra-op threads of these small matrices mostly spin-wait against the worker and
-            # Kafka on the same cores (measured: 2 threads 4x slower than 1 on 2 busy cores);
-            # scale CPU serving with instance_group count instead.
+            # Intra-op threads on these small matrices mostly spin-wait against the worker and Kafka
+            # on the same cores; scale CPU serving with the instance_group count instead.
             torch.set_num_threads(int(params.get("CPU_THREADS", "1")))
         version_dir = Path(args["model_repository"]) / args["model_version"]
         self.model, self.vocab = load_model_dir(version_dir, device=self.device)
-        self.model.eval()
         self.max_len = self.model.cfg.max_len
 
-    def _encode(self, items: list[list[str]], types: list[list[str]]):
-        """Vocabulary indices trimmed to the model's length (unknown items dropped), and for each
-        row the caller's positions of the interactions kept, to map attributions back."""
-        item_rows, type_rows, kept_positions = [], [], []
-        for row_items, row_types in zip(items, types):
-            kept = [(p, self.vocab.encode_item(i), EVENT_TYPE_INDEX.get(t, 0))
-                    for p, (i, t) in enumerate(zip(row_items, row_types)) if i]
+    def execute(self, requests):
+        """One response per request, in order; rows of all well-formed requests run as one batch."""
+        sessions, parts = [], []  # parts: per request, its rows in `sessions` or its error
+        for request in requests:
+            try:
+                rows = self._sessions(request)
+            except BadRequest as error:
+                parts.append(pb_utils.TritonError(str(error)))
+                continue
+            parts.append(slice(len(sessions), len(sessions) + len(rows)))
+            sessions += rows
+        outputs = self._rank(sessions)
+        return [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(n, outputs[n][part]) for n in OUTPUTS])
+                if isinstance(part, slice) else pb_utils.InferenceResponse(output_tensors=[], error=part)
+                for part in parts]
+
+    def finalize(self):
+        """Triton unloads this version (a newer one is served): free the weights now."""
+        self.model = self.vocab = None
+        if self.device == "cuda":
+            torch.cuda.empty_cache()
+
+    @staticmethod
+    def _sessions(request) -> list[list[tuple[str, str]]]:
+        """Each row's non-empty (item, event type) pairs, oldest first: the session in the caller's indices."""
+        tensors = [pb_utils.get_input_tensor_by_name(request, name) for name in INPUTS]
+        if any(t is None for t in tensors):
+            raise BadRequest(f"inputs {', '.join(INPUTS)} are required")
+        items, types = (t.as_numpy() for t in tensors)
+        if items.ndim != 2 or items.shape != types.shape:
+            raise BadRequest(f"SESSION_ITEMS {list(items.shape)} and SESSION_TYPES {list(types.shape)} "
+                             "must both be [batch, length]")
+        try:
+            return [[(_text(i), _text(t)) for i, t in zip(row_items, row_types) if _text(i)]
+                    for row_items, row_types in zip(items, types)]
+        except UnicodeDecodeError as error:
+            raise BadRequest(f"inputs must be UTF-8: {error}") from None
+
+    def _encode(self, sessions):
+        """Model inputs [B, max_len] (unknown items dropped, the most recent max_len kept, left-padded)
+        and, per model position, the session index of the interaction there (-1 on padding)."""
+        item_rows, type_rows, source_rows = [], [], []
+        for session in sessions:
+            kept = [(index, self.vocab.encode_item(item), EVENT_TYPE_INDEX.get(event_type, 0))
+                    for index, (item, event_type) in enumerate(session)]
             kept = [k for k in kept if k[1] != 0][-self.max_len:]
             pad = [0] * (self.max_len - len(kept))
             item_rows.append(pad + [k[1] for k in kept])
             type_rows.append(pad + [k[2] for k in kept])
-            kept_positions.append([k[0] for k in kept])
+            source_rows.append([-1] * len(pad) + [k[0] for k in kept])
         to_tensor = lambda rows: torch.tensor(rows, dtype=torch.long, device=self.device)  # noqa: E731
-        return to_tensor(item_rows), to_tensor(type_rows), kept_positions
+        return to_tensor(item_rows), to_tensor(type_rows), np.array(source_rows, dtype=np.int64)
 
-    def execute(self, requests):
-        items, types, sizes = [], [], []
-        for request in requests:
-            req_items = _decode(pb_utils.get_input_tensor_by_name(request, "SESSION_ITEMS").as_numpy())
-            req_types = _decode(pb_utils.get_input_tensor_by_name(request, "SESSION_TYPES").as_numpy())
-            items += req_items
-            types += req_types
-            sizes.append(len(req_items))
-
-        item_tensor, type_tensor, original_positions = self._encode(items, types)
-        ranked = rank_with_attribution(self.model, item_tensor, type_tensor, self.n_candidates, self.attribute,
-                                       self.window)
-        rec_ids = ranked.items.cpu().numpy()
-        scores = ranked.scores.cpu().numpy().astype(np.float32)
-        attr_pos = ranked.attr_pos.cpu().numpy()
-        attr_drop = ranked.attr_drop.cpu().numpy().astype(np.float32)
-
-        # Map model positions (in the max_len row) back to positions in the caller's row.
-        caller_pos = np.full_like(attr_pos, -1)
-        for b, kept in enumerate(original_positions):
-            offset = self.max_len - len(kept)
-            for c, p in enumerate(attr_pos[b]):
-                if p >= offset:
-                    caller_pos[b, c] = kept[p - offset]
-        names = np.array([[self.vocab.decode(int(i)).encode() for i in row] for row in rec_ids], dtype=object)
-
-        responses, start = [], 0
-        for size in sizes:
-            part = slice(start, start + size)
-            start += size
-            responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("REC_ITEMS", names[part]),
-                pb_utils.Tensor("REC_SCORES", scores[part]),
-                pb_utils.Tensor("ATTR_POS", caller_pos[part].astype(np.int64)),
-                pb_utils.Tensor("ATTR_DROP", attr_drop[part]),
-            ]))
-        return responses
+    def _rank(self, sessions) -> dict[str, np.ndarray]:
+        if not sessions:
+            return {name: np.empty((0, 0), dtype=self.dtypes[name]) for name in OUTPUTS}
+        items, types, source = self._encode(sessions)
+        ranked = rank_with_attribution(self.model, items, types, self.n_candidates, self.attribute, self.window)
+        model_pos = ranked.attr_pos.cpu().numpy()
+        session_pos = np.where(model_pos >= 0, np.take_along_axis(source, model_pos.clip(min=0), axis=1), -1)
+        names = [[self.vocab.decode(i).encode() for i in row] for row in ranked.items.tolist()]
+        outputs = {"REC_ITEMS": names, "REC_SCORES": ranked.scores.cpu().numpy(), "ATTR_POS": session_pos,
+                   "ATTR_DROP": ranked.attr_drop.cpu().numpy()}
+        return {name: np.asarray(value, dtype=self.dtypes[name]) for name, value in outputs.items()}

@@ -1,7 +1,7 @@
 """Occlusion attribution on a model whose right answer is known by hand."""
 import torch
 
-from serving.model.attribution import rank_with_attribution, remove_positions
+from serving.model.attribution import RankedBatch, rank_with_attribution, remove_positions
 
 
 class BagModel(torch.nn.Module):
@@ -51,3 +51,16 @@ def test_window_limits_attribution_to_recent_interactions():
     items = torch.tensor([[1, 2, 3, 4, 5]])
     ranked = rank_with_attribution(BagModel(weights), items, torch.ones_like(items), n_candidates=5, window=2)
     assert set(ranked.attr_pos.flatten().tolist()) <= {3, 4}
+
+
+def test_positions_are_columns_of_the_input_even_when_padding_is_trimmed():
+    torch.manual_seed(2)
+    weights = torch.rand(10, 10)
+    weights[0] = 0
+    padded = torch.tensor([[0, 0, 0, 4, 5, 6], [0, 0, 0, 0, 7, 8]])  # no row uses the first three columns
+    ranked = rank_with_attribution(BagModel(weights), padded, torch.ones_like(padded), n_candidates=3)
+    unpadded = rank_with_attribution(BagModel(weights), padded[:, 3:], torch.ones_like(padded[:, 3:]), n_candidates=3)
+    assert isinstance(ranked, RankedBatch)
+    assert torch.equal(ranked.items, unpadded.items)
+    assert torch.equal(ranked.attr_pos, unpadded.attr_pos + 3)
+    assert set(ranked.attr_pos[1].tolist()) <= {4, 5}

@@ -1,0 +1,49 @@
+"""Exporting a model directory into a Triton repository as a new version."""
+import pytest
+
+from serving.online import export
+from serving.online.export import export_model, versions
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    out = tmp_path / "model"
+    out.mkdir()
+    for name in export.ARTIFACTS:
+        (out / name).write_text(f"{name} contents")
+    return out
+
+
+def test_versions_are_numbered_complete_and_only_the_newest_kept(tmp_path, model_dir):
+    repo = tmp_path / "repo"
+    numbers = [export_model(model_dir, repo, "m") for _ in range(export.KEEP_VERSIONS + 2)]
+    target = repo / "m"
+    assert numbers == list(range(1, export.KEEP_VERSIONS + 3))
+    assert versions(target) == numbers[-export.KEEP_VERSIONS:]
+    assert sorted(p.name for p in target.iterdir()) == sorted(["config.pbtxt", *map(str, versions(target))])
+    newest = target / str(numbers[-1])
+    assert {p.name for p in newest.iterdir()} == {*export.ARTIFACTS, "model.py"}
+    assert (newest / "model.py").read_text() == export.BACKEND.read_text()
+    assert (newest / "weights.pt").read_text() == "weights.pt contents"
+    config = (target / "config.pbtxt").read_text()
+    assert 'name: "m"' in config and 'name: "session_transformer"' not in config
+
+
+def test_a_failed_export_leaves_no_staging_folder_and_no_version(tmp_path, model_dir):
+    repo = tmp_path / "repo"
+    assert export_model(model_dir, repo) == 1
+    (model_dir / "weights.pt").unlink()
+    with pytest.raises(FileNotFoundError):
+        export_model(model_dir, repo)
+    target = repo / "session_transformer"
+    assert versions(target) == [1]
+    assert not [p for p in target.iterdir() if p.name.startswith(".")]
+
+
+def test_a_stale_staging_folder_is_replaced(tmp_path, model_dir):
+    target = tmp_path / "repo" / "session_transformer"
+    (target / ".staging-1").mkdir(parents=True)
+    (target / ".staging-1" / "half-written").write_text("")
+    assert export_model(model_dir, tmp_path / "repo") == 1
+    assert {p.name for p in (target / "1").iterdir()} == {*export.ARTIFACTS, "model.py"}
+    assert not (target / ".staging-1").exists()
