@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     # Worker batching: an agent takes up to batch_size events or waits batch_wait_s.
     batch_size: int = 64
     batch_wait_s: float = 0.02
+    batches_in_flight: int = 2  # a batch is ranked while the next one is folded
 
     # Triton
     triton_host: str = "127.0.0.1"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
+from typing import Awaitable, Callable, TypeVar
 
 import faust
 from prometheus_client import start_http_server
@@ -21,11 +23,13 @@ from features.store import OnlineFeatures
 from serving.online.client import TritonRanker
 from stream import metrics
 from stream.metrics import timed
-from stream.pipeline import Pipeline, RawMessage
+from stream.pipeline import Folded, Pipeline, RawMessage
 from stream.writeback import WriteBehind
 
 log = logging.getLogger(__name__)
 settings = get_settings()
+T = TypeVar("T")
+R = TypeVar("R")
 
 app = faust.App(
     settings.consumer_group,
@@ -63,11 +67,16 @@ async def recommend(stream):
         pipeline = Pipeline(settings, cache, make_ranker())
         # noack_take, not take_events: take_events acks a batch in a `finally` when the loop body
         # raises, so a batch that failed on Redis or Kafka would be committed unprocessed.
+        in_flight: deque[asyncio.Task] = deque()
         async for batch in stream.noack_take(settings.batch_size, within=settings.batch_wait_s):
             messages = [RawMessage(e.message.value or b"", e.message.topic, e.message.partition, e.message.offset)
                         for e in batch]
-            await process_until_published(pipeline, messages)
-            writeback.published(batch)
+            folded = await until_done(pipeline.fold, messages)
+            previous = in_flight[-1] if in_flight else None
+            in_flight.append(asyncio.create_task(recommend_and_publish(pipeline, folded, batch, previous, writeback)))
+            # Triton ranks one batch while the worker folds the next; a bug in a task stops the agent.
+            while in_flight and (len(in_flight) >= settings.batches_in_flight or in_flight[0].done()):
+                await in_flight.popleft()
     except Exception:
         metrics.AGENT_CRASHES.inc()
         raise
@@ -88,15 +97,24 @@ def count_retry(state) -> None:
                 state.next_action.sleep, exc)
 
 
-async def process_until_published(pipeline: Pipeline, messages: list[RawMessage]) -> None:
-    """Runs the batch until its recommendations and dead letters are delivered, retrying a failed
-    dependency (Feast, Redis, Kafka) with backoff. Message content cannot fail here (it becomes a
-    dead letter), so a retry waits for a dependency, and the partition waits with it."""
+async def until_done(step: Callable[[T], Awaitable[R]], arg: T) -> R:
+    """Runs a step until it succeeds, retrying a failed dependency (Feast, Redis, Kafka) with
+    backoff. Message content cannot fail a step (it becomes a dead letter), so a retry waits for a
+    dependency, and the partition waits with it."""
     async for attempt in AsyncRetrying(wait=wait_exponential(multiplier=0.1, max=5), before_sleep=count_retry):
         with attempt:
-            result = await pipeline.process(messages)
-            with timed("publish"):
-                await publish(result)
+            return await step(arg)
+    raise AssertionError("unreachable: AsyncRetrying retries until the step succeeds")
+
+
+async def recommend_and_publish(pipeline: Pipeline, folded: Folded, batch: list, previous: asyncio.Task | None,
+                                writeback: WriteBehind) -> None:
+    result = await until_done(pipeline.recommend, folded)
+    if previous is not None:  # a session's recommendations are published in the order of its events
+        await asyncio.wait([previous])
+    with timed("publish"):
+        await until_done(publish, result)
+    writeback.published(batch)
 
 
 async def publish(result) -> None:

@@ -1,6 +1,7 @@
 """One batch through the pipeline, one named stage at a time:
 
-    validate -> read_state -> fold_events -> rank -> select -> read_categories -> explain
+    fold:      validate -> read_state -> fold_events          (batch after batch, in partition order)
+    recommend: rank -> select -> read_categories -> explain   (may overlap the next batch's fold)
 
 State lives in the worker (features/cache.py): Feast is read only on a miss and written in the
 background (stream/writeback.py). Dependencies come in through the constructor, so tests can run
@@ -40,6 +41,15 @@ class RawMessage:
 
 
 @dataclass
+class Folded:
+    """A batch after its state changes: each event with its session right after it."""
+
+    events: list[Event]
+    dead: list[DeadLetter]
+    sessions: list[SessionState]
+
+
+@dataclass
 class BatchResult:
     recommendations: list[Recommendation] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -61,29 +71,39 @@ class Pipeline:
         self.state = state
         self.ranker = ranker
         self.popularity = popularity or Popularity()
-        self.model_version = "unknown"
 
     async def process(self, messages: list[RawMessage]) -> BatchResult:
+        return await self.recommend(await self.fold(messages))
+
+    async def fold(self, messages: list[RawMessage]) -> Folded:
+        """The stages that must run batch after batch, in partition order: they change the state."""
         metrics.BATCH_SIZE.observe(len(messages))
         with timed("validate"):
             events, dead = self.validate(messages)
         if not events:
-            return BatchResult(dead_letters=dead)
+            return Folded(events, dead, [])
         with timed("read_state"):
             state = await self.state.load(unique(e.session_id for e in events), unique(e.item_id for e in events),
                                           unique(e.user_id for e in events))
         with timed("fold_events"):
             sessions = self.fold_events(state, events)
+        return Folded(events, dead, sessions)
+
+    async def recommend(self, folded: Folded) -> BatchResult:
+        """The stages that only read: they may run while the next batch is being folded."""
+        if not folded.events:
+            return BatchResult(dead_letters=folded.dead)
         with timed("rank"):
-            rankings, fallback = await self.rank(sessions)
+            rankings, version, fallback = await self.rank(folded.sessions)
         with timed("select"):
-            picks = self.select(rankings, sessions)
+            picks = self.select(rankings, folded.sessions)
         with timed("read_categories"):
-            categories = await self.read_categories(sessions, picks)
+            categories = await self.read_categories(folded.sessions, picks)
         with timed("explain"):
-            recs = [self.explain(e, s, p, categories, fallback) for e, s, p in zip(events, sessions, picks)]
+            recs = [self.explain(e, s, p, categories, version, fallback)
+                    for e, s, p in zip(folded.events, folded.sessions, picks)]
         metrics.LAST_EVENT_TIMESTAMP.set(time.time())
-        return BatchResult(recommendations=recs, dead_letters=dead, event_ts=[e.ts for e in events])
+        return BatchResult(recommendations=recs, dead_letters=folded.dead, event_ts=[e.ts for e in folded.events])
 
     def validate(self, messages: list[RawMessage]) -> tuple[list[Event], list[DeadLetter]]:
         events, dead = [], []
@@ -106,17 +126,19 @@ class Pipeline:
             self.popularity.observe(event.item_id, state.items[event.item_id].interaction_count, event.ts)
         return sessions
 
-    async def rank(self, sessions: list[SessionState]) -> tuple[list[list[Candidate] | None], FallbackReason | None]:
-        """The model's candidates per session, or none and a fallback reason when Triton fails."""
+    async def rank(self, sessions: list[SessionState]
+                   ) -> tuple[list[list[Candidate] | None], str, FallbackReason | None]:
+        """The model's candidates per session and its version, or none and a fallback reason when
+        Triton fails."""
         try:
-            rankings, self.model_version = await self.ranker.rank([(s.item_ids, s.event_types) for s in sessions])
+            rankings, version = await self.ranker.rank([(s.item_ids, s.event_types) for s in sessions])
         except TRITON_ERRORS as exc:
             log.warning("Triton call failed, serving popular items: %r", exc)
             metrics.TRITON_UP.set(0)
-            return [None] * len(sessions), "triton_unavailable"
+            return [None] * len(sessions), "fallback", "triton_unavailable"
         metrics.TRITON_UP.set(1)
-        metrics.MODEL_INFO.info({"version": self.model_version})
-        return list(rankings), None
+        metrics.MODEL_INFO.info({"version": version})
+        return list(rankings), version, None
 
     def select(self, rankings: list[list[Candidate] | None], sessions: list[SessionState]) -> list[list[Candidate]]:
         fill = self.popularity.top(self.settings.k * 2)
@@ -128,8 +150,8 @@ class Pipeline:
         items = (await self.state.load(item_ids=wanted)).items
         return {item: stats.category_id for item, stats in items.items()}
 
-    def explain(self, event: Event, session: SessionState, picks: list[Candidate],
-                categories: dict[str, str | None], fallback: FallbackReason | None) -> Recommendation:
+    def explain(self, event: Event, session: SessionState, picks: list[Candidate], categories: dict[str, str | None],
+                version: str, fallback: FallbackReason | None) -> Recommendation:
         items = []
         for pick in picks:
             if pick.from_model:
@@ -141,5 +163,5 @@ class Pipeline:
         if reason:
             metrics.FALLBACKS.labels(reason).inc()
         return Recommendation(event_id=event.event_id, session_id=event.session_id, user_id=event.user_id,
-                              items=items, model_version=self.model_version if not fallback else "fallback",
+                              items=items, model_version=version,
                               generated_at=int(time.time() * 1000), fallback=reason)

@@ -1,0 +1,209 @@
+"""An outside client for `make bench`: it knows only the documented message schemas (README,
+Messages) and Kafka. It sends events at a fixed rate, reads the recommendations back and times
+each one on its own clock (receive time minus send time); it counts lost and duplicated ones, and
+samples the worker group's consumer lag and the CPU time of the stack's processes meanwhile.
+
+    .venv/bin/python deploy/bench_client.py --rate 200 --seconds 30      # one JSON line
+    .venv/bin/python deploy/bench_client.py --echo --rate 200 --seconds 10  # Kafka's own round trip
+
+``--rate 0`` sends as fast as the producer can (a burst). ``--echo`` times a produce-to-consume
+round trip on a scratch topic instead: the transport floor under the product's latency.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+EVENT_TYPES = ["view", "view", "view", "click", "add_to_cart", "purchase"]  # a browsing-heavy mix
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def percentile(sorted_values: list[float], p: float) -> float | None:
+    if not sorted_values:
+        return None
+    return sorted_values[min(len(sorted_values) - 1, int(p * len(sorted_values)))]
+
+
+def cpu_seconds(pid_dir: Path) -> dict[str, float]:
+    """utime + stime of each service's whole process group (Triton's python stubs included)."""
+    out: dict[str, float] = {}
+    if not pid_dir.is_dir():
+        return out
+    for pid_file in pid_dir.glob("*.pid"):
+        try:
+            group = int(pid_file.read_text())
+        except ValueError:
+            continue
+        total = 0
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group:  # field 5: process group id
+                total += int(fields[11]) + int(fields[12])
+        out[pid_file.stem] = total / CLK_TCK
+    return out
+
+
+class LagSampler(threading.Thread):
+    """Every second: the worker group's total lag on the events topic."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str):
+        super().__init__(daemon=True)
+        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        self.probe = KafkaConsumer(bootstrap_servers=bootstrap)
+        self.group, self.topic = group, topic
+        self.samples: list[int] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        partitions = [TopicPartition(self.topic, p) for p in self.probe.partitions_for_topic(self.topic) or []]
+        while not self.stop.wait(1.0):
+            try:
+                committed = self.admin.list_group_offsets(self.group)[self.group]
+                ends = self.probe.end_offsets(partitions)
+            except Exception:  # a sample lost is not worth failing the run
+                continue
+            self.samples.append(sum(max(0, ends[tp] - (committed[tp].offset if tp in committed else 0))
+                                    for tp in partitions))
+
+
+def make_event(tag: str, n: int, sessions: int, items: int, rng: random.Random) -> dict:
+    session = n % sessions
+    return {"event_id": f"{tag}-{n}", "event_type": rng.choice(EVENT_TYPES),
+            "session_id": f"{tag}-s{session}", "user_id": f"{tag}-u{session % 50}",
+            "item_id": f"i{rng.randint(1, items)}", "ts": int(time.time() * 1000), "price": 9.99,
+            "category_id": f"c{rng.randint(0, 39)}"}
+
+
+def run(args: argparse.Namespace) -> dict:
+    tag = f"bench{uuid.uuid4().hex[:8]}"
+    out_topic = args.echo_topic if args.echo else args.recommendations_topic
+    in_topic = args.echo_topic if args.echo else args.events_topic
+    if args.echo:
+        admin = KafkaAdminClient(bootstrap_servers=args.bootstrap)
+        try:
+            admin.create_topics([NewTopic(args.echo_topic, num_partitions=4, replication_factor=1)])
+        except TopicAlreadyExistsError:
+            pass
+        admin.close()
+
+    consumer = KafkaConsumer(bootstrap_servers=args.bootstrap, enable_auto_commit=False,
+                             fetch_max_wait_ms=5, max_partition_fetch_bytes=10_000_000)
+    partitions = [TopicPartition(out_topic, p) for p in consumer.partitions_for_topic(out_topic) or []]
+    consumer.assign(partitions)
+    consumer.seek_to_end()
+    for tp in partitions:
+        consumer.position(tp)  # resolve the end now, before anything is sent
+
+    sent: dict[str, float] = {}
+    received: dict[str, float] = {}
+    duplicates = fallbacks = 0
+    total = int(args.rate * args.seconds) if args.rate > 0 else args.events
+    done_sending = threading.Event()
+
+    def produce() -> None:
+        producer = KafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=1)
+        rng = random.Random(args.seed)
+        start = time.perf_counter()
+        for n in range(total):
+            if args.rate > 0:
+                delay = start + n / args.rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            event = make_event(tag, n, args.sessions, args.items, rng)
+            value = json.dumps(event).encode()
+            sent[event["event_id"]] = time.time()
+            producer.send(in_topic, key=event["session_id"].encode(), value=value)
+        producer.flush()
+        done_sending.set()
+
+    lag = None if args.echo else LagSampler(args.bootstrap, args.group, args.events_topic)
+    cpu_before = cpu_seconds(args.pid_dir)
+    if lag:
+        lag.start()
+    sender = threading.Thread(target=produce, daemon=True)
+    t0 = time.time()
+    sender.start()
+    idle_since = None
+    while len(received) < total:
+        batch = consumer.poll(timeout_ms=100)
+        now = time.time()
+        got = False
+        for records in batch.values():
+            for record in records:
+                payload = json.loads(record.value)
+                event_id = payload.get("event_id")
+                if not (isinstance(event_id, str) and event_id.startswith(tag)):
+                    continue
+                got = True
+                if event_id in received:
+                    duplicates += 1
+                    continue
+                received[event_id] = now
+                fallbacks += payload.get("fallback") is not None
+        if got or not done_sending.is_set():
+            idle_since = None
+        elif idle_since is None:
+            idle_since = now
+        elif now - idle_since > args.idle_timeout:
+            break
+    sender.join()
+    if lag:
+        lag.stop.set()
+        lag.join()
+    cpu_after = cpu_seconds(args.pid_dir)
+    consumer.close()
+
+    latencies = sorted(1000 * (received[e] - sent[e]) for e in received if e in sent)
+    span = max(received.values(), default=t0) - t0
+    return {
+        "mode": "echo" if args.echo else "recommendations",
+        "offered_per_s": args.rate if args.rate > 0 else "burst",
+        "sent": total, "received": len(received), "lost": total - len(received), "duplicated": duplicates,
+        "fallbacks": fallbacks, "achieved_per_s": round(len(received) / span, 1) if span > 0 else None,
+        "p50_ms": percentile(latencies, 0.50), "p95_ms": percentile(latencies, 0.95),
+        "p99_ms": percentile(latencies, 0.99), "max_ms": latencies[-1] if latencies else None,
+        "lag_max": max(lag.samples) if lag and lag.samples else None,
+        "lag_last": lag.samples[-1] if lag and lag.samples else None,
+        "lag_samples": lag.samples if lag else None,
+        "cpu_s": {k: round(cpu_after.get(k, 0) - v, 2) for k, v in cpu_before.items()},
+        "wall_s": round(time.time() - t0, 1),
+    }
+
+
+def main() -> None:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap", default=env("RECO_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    parser.add_argument("--events-topic", default=env("RECO_EVENTS_TOPIC", "events"))
+    parser.add_argument("--recommendations-topic", default=env("RECO_RECOMMENDATIONS_TOPIC", "recommendations"))
+    parser.add_argument("--group", default=env("RECO_CONSUMER_GROUP", "streamreco"))
+    parser.add_argument("--echo-topic", default="bench.echo")
+    parser.add_argument("--echo", action="store_true", help="time Kafka's own round trip instead")
+    parser.add_argument("--rate", type=float, default=200, help="events per second (0 = burst)")
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--events", type=int, default=5000, help="events of a burst (--rate 0)")
+    parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--idle-timeout", type=float, default=20, help="stop waiting after this many quiet seconds")
+    parser.add_argument("--pid-dir", type=Path, default=Path(env("RECO_RUN_DIR", ".run")) / "pids")
+    print(json.dumps(run(parser.parse_args())), flush=True)
+
+
+if __name__ == "__main__":
+    main()
