@@ -5,10 +5,26 @@ export PYTHONUNBUFFERED := 1
 # Subset of services for up/down, e.g. `make up SERVICES="kafka redis"`; empty = all.
 SERVICES ?=
 
-.PHONY: setup up down train demo test test-unit test-stack bench report clean
+.PHONY: setup up down train demo test test-unit test-stack bench report clean lint lock
 
-setup:            ## idempotent: apt packages, venvs, pip deps, Maven jars, Triton
+setup:            ## idempotent: apt packages, venvs, pip deps (from requirements.lock), Maven jars, Triton
 	bash deploy/setup.sh
+
+LINT_TOOLS = .venv/bin/ruff .venv/bin/mypy
+lint:             ## ruff (whole repo) + mypy (contract stream features serving), config in pyproject.toml
+	@for t in $(LINT_TOOLS); do [[ -x $$t ]] || { echo "lint: $$t missing, run 'make setup'" >&2; exit 1; }; done
+	.venv/bin/ruff check .
+	.venv/bin/mypy
+
+# requirements.lock pins every package setup installs (dependencies + test/lint/lock extras, with
+# hashes) for CPython 3.11 on Linux x86_64. After editing dependencies in pyproject.toml run
+# `make lock` (keeps every pin that still fits; `make lock UPGRADE=1` moves all to the newest
+# allowed) and commit the lock; `make setup` then reinstalls from it.
+lock:             ## re-resolve requirements.lock from pyproject.toml with uv
+	@[[ -x .venv/bin/uv ]] || { echo "lock: .venv/bin/uv missing, run 'make setup'" >&2; exit 1; }
+	.venv/bin/uv pip compile pyproject.toml --extra test --extra lint --extra lock \
+		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes \
+		--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) -q -o requirements.lock
 
 up: setup         ## start Kafka, Redis, Triton, Prometheus, the worker; wait for health
 	bash deploy/up.sh $(SERVICES)

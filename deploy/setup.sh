@@ -2,8 +2,9 @@
 # Idempotent setup of everything the local stack needs; `make setup` runs it. Each step leaves a
 # stamp under .stack/stamps/ keyed on its inputs, so a second run is a fast no-op.
 #
-#   1. apt: redis-server, prometheus (+ Java 17 and Maven when missing)
-#   2. .venv with `pip install -e '.[test]'`            (redone when pyproject.toml changes)
+#   1. apt: redis-server, prometheus at pinned Debian 12 versions (+ Java 17 and Maven when missing)
+#   2. .venv: `pip install -r requirements.lock` + `pip install --no-deps -e .`
+#      (redone when pyproject.toml or requirements.lock changes; `make lock` refreshes the lock)
 #   3. Kafka jars from deploy/kafka/pom.xml into .stack/kafka/libs   (redone when the pom changes)
 #   4. Triton: the tritonserver binary from the nvidia-pytriton wheel into .stack/triton
 #   5. .stack/model-env: the Python env Triton's python backend runs models in (numpy<2 + torch)
@@ -26,20 +27,57 @@ hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 t0=$SECONDS
 
 # 1. System packages ---------------------------------------------------------------------------
+# Exact Debian 12 (bookworm) versions, from `apt-cache policy redis-server prometheus`. Debian keeps
+# only the newest security update in its archive, so a pin can disappear: then the current
+# candidate is installed with a warning, and the pin here should be moved to it.
+declare -A APT_PIN=(
+    [redis-server]=5:7.0.15-1~deb12u10
+    [redis-tools]=5:7.0.15-1~deb12u10    # redis-server depends on exactly its own version
+    [prometheus]=2.42.0+ds-5+deb12u1
+)
 missing=()
-command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-server >/dev/null || missing+=(redis-server redis-tools)
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 if (( ${#missing[@]} )); then
-    log "apt: installing ${missing[*]}"
     SUDO=; (( EUID == 0 )) || SUDO=sudo
     export DEBIAN_FRONTEND=noninteractive
-    # apt-get update only when the package lists are absent or too old to find the packages.
-    if ! compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null \
-        || ! $SUDO apt-get install -y --no-install-recommends "${missing[@]}"; then
-        $SUDO apt-get update
-        $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+    apt_updated=
+    apt_update() { [[ -n $apt_updated ]] || { $SUDO apt-get update; apt_updated=1; }; }
+    # Whether the archives in apt's lists offer PKG at exactly VERSION (`apt-cache show pkg=v`
+    # succeeds even for a version it does not know).
+    apt_has() { apt-cache madison "$1" 2>/dev/null | awk -F' *[|] *' -v v="$2" '$2 == v {ok = 1} END {exit !ok}'; }
+    # specs: pkg=version for each missing package whose pinned version apt knows, else pkg (warned).
+    apt_specs() {
+        local p candidate
+        specs=()
+        for p in "${missing[@]}"; do
+            if [[ -z ${APT_PIN[$p]:-} ]]; then
+                specs+=("$p")
+            elif apt_has "$p" "${APT_PIN[$p]}"; then
+                specs+=("$p=${APT_PIN[$p]}")
+            elif [[ -z $apt_updated ]]; then
+                apt_update  # the lists may just be older than the pin
+                apt_specs
+                return
+            else
+                candidate=$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/ {print $2}')
+                log "apt: WARNING: $p=${APT_PIN[$p]} is no longer available; installing the current" \
+                    "candidate ${candidate:-(none)} instead (move APT_PIN in deploy/setup.sh to it)"
+                specs+=("$p")
+            fi
+        done
+    }
+    # apt-get update only when the package lists are absent or too old to know a pin or a package.
+    compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null || apt_update
+    apt_specs
+    log "apt: installing ${specs[*]}"
+    if ! $SUDO apt-get install -y --no-install-recommends "${specs[@]}"; then
+        [[ -z $apt_updated ]] || die "apt: installing ${specs[*]} failed"
+        apt_update
+        apt_specs
+        $SUDO apt-get install -y --no-install-recommends "${specs[@]}"
     fi
     # The Debian packages start system services where an init system runs; our stack runs its
     # own instances on the same ports, so stop those (harmless when there is no init system).
@@ -53,10 +91,14 @@ if [[ ! -x $VENV/bin/python ]]; then
     log "venv: creating $VENV with $PYTHON"
     "$PYTHON" -m venv "$VENV"
 fi
-key=$(hash_of pyproject.toml)
+# Exact versions (and hashes) from requirements.lock, written by `make lock`; the project itself
+# goes in editable without dependencies, and `pip check` catches a lock that misses one of them.
+key=$(hash_of pyproject.toml requirements.lock)
 if ! stamp_ok venv "$key"; then
-    log "venv: pip install -e '.[test]'"
-    "$PY" -m pip install -q -e '.[test]'
+    log "venv: pip install -r requirements.lock, then -e . (no deps)"
+    "$PY" -m pip install -q -r requirements.lock
+    "$PY" -m pip install -q --no-deps -e .
+    "$PY" -m pip check >&2 || die "venv: requirements.lock does not satisfy pyproject.toml; run 'make lock'"
     stamp_set venv "$key"
 fi
 

@@ -6,6 +6,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 export RECO_ONLINE_STORE=redis
 load_settings
+# Lint gate first (ruff + mypy, `make lint`): a finding fails `make test` before any service starts.
+make --no-print-directory lint
 
 if ! ls -d model_repo/session_transformer/[0-9]* >/dev/null 2>&1; then
     "$PY" -m serving.offline.train --format synthetic --sessions 5000 --data-seed 0 --seed 0 --epochs 3 --no-progress \
