@@ -1,28 +1,52 @@
 #!/usr/bin/env bash
-# `make bench`: training throughput, explanation faithfulness and cost, and streaming throughput and
-# latency through the real stack. Prints JSON lines and one summary line; nothing is asserted.
+# `make bench`: training throughput, explanation faithfulness and cost, the two floors (the model
+# in-process, Kafka's own round trip) and a rate sweep through the real stack, timed by an outside
+# client (deploy/bench_client.py). Writes reports/bench-<time>.jsonl, a table and a PNG; asserts nothing.
+#
+#   BENCH_RATES="100 200 500 1000 2000"  steady rates (events/s), each for BENCH_SECONDS (30)
+#   BENCH_BURST=10000                     events of the burst run (capacity)
+#   BENCH_STORES="redis sqlite"           Feast online stores to sweep (the worker restarts for each)
+#   BENCH_QUICK=1                         skip training and faithfulness (the streaming part only)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 load_settings
-EVENTS=${BENCH_EVENTS:-3000}
-RATE=${BENCH_RATE:-50}  # events/s for the latency run
+RATES=${BENCH_RATES:-100 200 500 1000 2000}
+SECONDS_PER_RATE=${BENCH_SECONDS:-30}
+BURST=${BENCH_BURST:-10000}
+STORES=${BENCH_STORES:-redis sqlite}
 MODEL_DIR=${MODEL_DIR:-$RUN_DIR/model}
+OUT=${BENCH_OUT:-reports/bench-$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$(dirname "$OUT")"
 
-"$PY" -m serving.offline.bench_train
-[[ -f $MODEL_DIR/weights.pt ]] || make train
-"$PY" -m serving.offline.faithfulness --model "$MODEL_DIR" --format synthetic --n 1000
+if [[ -z ${BENCH_QUICK:-} ]]; then
+    "$PY" -m serving.offline.bench_train
+    [[ -f $MODEL_DIR/weights.pt ]] || make train
+    "$PY" -m serving.offline.faithfulness --model "$MODEL_DIR" --format synthetic --n 1000
+fi
 
-bash deploy/up.sh
-# replay NAME N [produce options]: N synthetic events under a fresh session prefix, then the
-# summary line of their recommendations.
-replay() {
-    local tag=$1$(date +%s) n=$2
-    shift 2
-    "$PY" -m stream.produce --source synthetic --sessions 1000 --limit "$n" --session-prefix "$tag-" "$@"
-    "$PY" -m stream.tail --from-beginning --session-prefix "$tag-" --show 1 --max "$n" --timeout-s 120 | tail -n 2
-}
-# Capacity: a burst far above it, so the worker always has a full batch waiting.
-replay burst "$EVENTS" --data-seed 0
-# Latency: a steady rate below capacity, so the figure is service time rather than queueing.
-replay steady $((RATE * 30)) --data-seed 1 --rate "$RATE"
+bash deploy/up.sh kafka redis prometheus triton
+served=$(ls -d "$MODEL_REPO/$MODEL_NAME"/[0-9]* | sort -V | tail -1)
+log "compute floor: $served in-process"
+"$PY" -m serving.online.bench_compute --model "$served" --batch-sizes 8,32,64 --seconds 3 | tee -a "$OUT.jsonl"
+log "transport floor: Kafka round trip"
+"$PY" deploy/bench_client.py --echo --rate 200 --seconds 10 | tee -a "$OUT.jsonl"
+
+for store in $STORES; do
+    bash deploy/down.sh worker
+    RECO_ONLINE_STORE=$store bash deploy/up.sh worker
+    "$PY" deploy/bench_client.py --rate 100 --seconds 5 >/dev/null  # warm the worker's state and Triton
+    for rate in $RATES; do
+        log "$store: $rate events/s for ${SECONDS_PER_RATE}s"
+        "$PY" deploy/bench_client.py --rate "$rate" --seconds "$SECONDS_PER_RATE" \
+            | "$PY" -c "import json,sys; d=json.load(sys.stdin); d['store']='$store'; print(json.dumps(d))" \
+            | tee -a "$OUT.jsonl"
+    done
+    log "$store: burst of $BURST events"
+    "$PY" deploy/bench_client.py --rate 0 --events "$BURST" \
+        | "$PY" -c "import json,sys; d=json.load(sys.stdin); d['store']='$store'; print(json.dumps(d))" \
+        | tee -a "$OUT.jsonl"
+done
+bash deploy/down.sh worker
+bash deploy/up.sh worker  # back to the configured store
+"$PY" deploy/bench_report.py "$OUT.jsonl" --png "$OUT.png" | tee "$OUT.md"

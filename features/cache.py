@@ -64,7 +64,7 @@ class Table(Generic[T]):
 
     def evict(self) -> int:
         """Drops clean entries from the least recently used end; returns how many."""
-        cutoff, victims = self.clock() - self.idle_s, []
+        cutoff, victims = self.clock() - self.idle_s, list[str]()
         for key in self.values:
             if len(self.values) - len(victims) <= self.max_entries and self.last_used.get(key, 0.0) >= cutoff:
                 break
