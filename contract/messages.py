@@ -103,7 +103,8 @@ def parse_event(raw: bytes, max_bytes: int) -> Event:
         return Event.model_validate(payload)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
-        reason = "unknown_event_type" if any(e["loc"] == ("event_type",) for e in errors) else "invalid_schema"
+        reason: DlqReason = "unknown_event_type" if any(e["loc"] == ("event_type",) for e in errors) \
+            else "invalid_schema"
         detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in errors)
         raise InvalidEvent(reason, detail[:500]) from None
     except RecursionError:  # a deep value in a field the model reads
@@ -120,10 +121,11 @@ def _escapes_cheaply(text: str) -> bool:
 
 def dead_letter(raw: bytes, exc: InvalidEvent, topic: str, partition: int, offset: int) -> DeadLetter:
     try:
-        text, encoding = raw.decode("utf-8"), "text"
+        text = raw.decode("utf-8")
+        encoding: Literal["text", "base64"] = "text" if _escapes_cheaply(text) else "base64"
     except UnicodeDecodeError:
-        text, encoding = "", "base64"
-    if encoding == "base64" or not _escapes_cheaply(text):
-        text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        encoding = "base64"
+    if encoding == "base64":
+        text = base64.b64encode(raw).decode("ascii")
     return DeadLetter(raw=text, raw_encoding=encoding, reason=exc.reason, error=exc.error,
                       topic=topic, partition=partition, offset=offset)

@@ -69,7 +69,8 @@ def main() -> int:
         # Wait until the broker's metadata shows every topic with its partitions.
         deadline = time.monotonic() + args.timeout
         while True:
-            have = {m.get("name") or m.get("topic"): len(m.get("partitions") or []) for m in admin.describe_topics(list(wanted))
+            described = admin.describe_topics(list(wanted))
+            have = {m.get("name") or m.get("topic"): len(m.get("partitions") or []) for m in described
                     if not m.get("error_code")}
             if all(have.get(name, 0) > 0 for name in wanted) or time.monotonic() > deadline:
                 break

@@ -42,10 +42,17 @@ app = faust.App(
     producer_max_request_size=settings.max_dlq_record_bytes,
     consumer_max_fetch_size=settings.max_message_bytes,
 )
-raw = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-events_topic = app.topic(settings.events_topic, allow_empty=True, **raw)
-recommendations_topic = app.topic(settings.recommendations_topic, **raw)
-dlq_topic = app.topic(settings.dlq_topic, **raw)
+
+
+def raw_topic(name: str) -> faust.TopicT:
+    """Bytes in and out: the contract (contract/messages.py) parses and serialises, not Faust."""
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                     allow_empty=True)
+
+
+events_topic = raw_topic(settings.events_topic)
+recommendations_topic = raw_topic(settings.recommendations_topic)
+dlq_topic = raw_topic(settings.dlq_topic)
 
 
 @retry(stop=stop_after_delay(60), wait=wait_exponential(max=5), reraise=True)

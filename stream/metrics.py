@@ -51,7 +51,7 @@ def timed(stage: str) -> Iterator[None]:
 def initialise_labels() -> None:
     """Export every reason at zero from the start, so dashboards and rate() see a series before the
     first bad event or fallback happens."""
-    for reason in DLQ_REASONS:
-        EVENTS_INVALID.labels(reason)
-    for reason in FALLBACK_REASONS:
-        FALLBACKS.labels(reason)
+    for dlq_reason in DLQ_REASONS:
+        EVENTS_INVALID.labels(dlq_reason)
+    for fallback_reason in FALLBACK_REASONS:
+        FALLBACKS.labels(fallback_reason)

@@ -24,8 +24,8 @@ from features.cache import StateCache
 from features.state import OnlineState, SessionState, apply_events
 from serving.online.client import TRITON_ERRORS, SessionRow
 from stream import metrics
-from stream.metrics import timed
 from stream.explain import explain_fill_item, explain_model_item
+from stream.metrics import timed
 from stream.popularity import Popularity
 from stream.ranking import select_items
 
@@ -144,7 +144,8 @@ class Pipeline:
         fill = self.popularity.top(self.settings.k * 2)
         return [select_items(r, set(s.purchased_items), self.settings.k, fill) for r, s in zip(rankings, sessions)]
 
-    async def read_categories(self, sessions: list[SessionState], picks: list[list[Candidate]]) -> dict[str, str | None]:
+    async def read_categories(self, sessions: list[SessionState],
+                              picks: list[list[Candidate]]) -> dict[str, str | None]:
         """Categories of every item a token may mention (from memory, Feast on a miss)."""
         wanted = unique([i for s in sessions for i in s.item_ids] + [p.item_id for ps in picks for p in ps])
         items = (await self.state.load(item_ids=wanted)).items

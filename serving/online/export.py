@@ -17,7 +17,9 @@ KEEP_VERSIONS = 3
 
 
 def versions(model_dir: Path) -> list[int]:
-    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit()) if model_dir.exists() else []
+    if not model_dir.exists():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def export_model(model_dir: Path, repo_dir: Path, model_name: str = "session_transformer") -> int:

@@ -40,7 +40,8 @@ class TritonPythonModel:
         self.n_candidates = int(params.get("N_CANDIDATES", "50"))
         self.attribute = params.get("ATTRIBUTION", "occlusion") == "occlusion"
         self.window = int(params.get("ATTRIBUTION_WINDOW", "0"))
-        self.dtypes = {name: pb_utils.triton_string_to_numpy(pb_utils.get_output_config_by_name(config, name)["data_type"])
+        output_type = lambda name: pb_utils.get_output_config_by_name(config, name)["data_type"]  # noqa: E731
+        self.dtypes = {name: pb_utils.triton_string_to_numpy(output_type(name))
                        for name in OUTPUTS}
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.device == "cpu":
@@ -53,7 +54,8 @@ class TritonPythonModel:
 
     def execute(self, requests):
         """One response per request, in order; rows of all well-formed requests run as one batch."""
-        sessions, parts = [], []  # parts: per request, its rows in `sessions` or its error
+        sessions: list = []
+        parts: list = []  # per request: its rows in `sessions`, or its error
         for request in requests:
             try:
                 rows = self._sessions(request)
@@ -69,7 +71,7 @@ class TritonPythonModel:
 
     def finalize(self):
         """Triton unloads this version (a newer one is served): free the weights now."""
-        self.model = self.vocab = None
+        del self.model, self.vocab
         if self.device == "cuda":
             torch.cuda.empty_cache()
 

@@ -153,7 +153,8 @@ def test_alert_signals_match_the_rules():
 
 
 def test_promql_helpers():
-    assert split_comparison('rate(x{a!="b", c=~"d>e"}[1m]) >= bool 3') == ('rate(x{a!="b", c=~"d>e"}[1m])', ">=", "bool 3")
+    assert split_comparison('rate(x{a!="b", c=~"d>e"}[1m]) >= bool 3') == \
+        ('rate(x{a!="b", c=~"d>e"}[1m])', ">=", "bool 3")
     assert split_set_operators("a > 1 and on (x) b < 2 unless c == 0") == ["a > 1", "b < 2", "c == 0"]
     assert split_set_operators("(a or b) > 1") == ["(a or b) > 1"]
     assert split_set_operators('x{job="android"} > 1') == ['x{job="android"} > 1']

@@ -101,4 +101,5 @@ def test_events_in_recommendations_and_dead_letters_out(collect):
                                        entity_rows=[{"item_id": i} for i in new_items]).to_dict()
     for row, item in enumerate(new_items):
         assert counts["interaction_count"][row] == sum(e["item_id"] == item for e in valid)
-        assert counts["purchase_count"][row] == sum(e["item_id"] == item and e["event_type"] == "purchase" for e in valid)
+        purchases = sum(e["item_id"] == item and e["event_type"] == "purchase" for e in valid)
+        assert counts["purchase_count"][row] == purchases

@@ -35,7 +35,8 @@ def test_short_session_is_cold_start():
 
 
 def test_fill_items_say_why():
-    assert explain_fill_item("x", popularity_with({"x": 3}), "triton_unavailable") == ["fallback:triton_unavailable", "popular"]
+    tokens = explain_fill_item("x", popularity_with({"x": 3}), "triton_unavailable")
+    assert tokens == ["fallback:triton_unavailable", "popular"]
 
 
 def test_selection_is_distinct_skips_purchases_and_fills():

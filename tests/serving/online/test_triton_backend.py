@@ -152,13 +152,15 @@ def test_attr_pos_indexes_the_callers_session(pb, load):
     backend = load()
     sessions = [session(items) for items, _ in CASES]
     responses = backend.execute([request(pb, sessions[:3], 7), request(pb, sessions[3:], 9)])
-    got = {n: np.concatenate([outputs(r)[n] for r in responses]) for n in ("REC_ITEMS", "REC_SCORES", "ATTR_POS", "ATTR_DROP")}
+    names = ("REC_ITEMS", "REC_SCORES", "ATTR_POS", "ATTR_DROP")
+    got = {n: np.concatenate([outputs(r)[n] for r in responses]) for n in names}
 
     # The same rows ranked directly, from model inputs built by hand.
     vocab = backend.vocab
     sources = [[-1] * (MAX_LEN - len(kept)) + kept for _, kept in CASES]
-    model_items = torch.tensor([[vocab.encode_item(s[0][i]) if i >= 0 else 0 for i in src] for s, src in zip(sessions, sources)])
-    model_types = torch.tensor([[EVENT_TYPE_INDEX[s[1][i]] if i >= 0 else 0 for i in src] for s, src in zip(sessions, sources)])
+    pairs = list(zip(sessions, sources))
+    model_items = torch.tensor([[vocab.encode_item(s[0][i]) if i >= 0 else 0 for i in src] for s, src in pairs])
+    model_types = torch.tensor([[EVENT_TYPE_INDEX[s[1][i]] if i >= 0 else 0 for i in src] for s, src in pairs])
     ranked = rank_with_attribution(backend.model, model_items, model_types, backend.n_candidates, True, backend.window)
 
     assert got["REC_ITEMS"].tolist() == [[vocab.decode(i).encode() for i in row] for row in ranked.items.tolist()]
@@ -213,4 +215,4 @@ def test_parameters_and_output_types_come_from_the_model_config(pb, load, thread
 def test_finalize_releases_the_model(load):
     backend = load()
     backend.finalize()
-    assert backend.model is None
+    assert not hasattr(backend, "model") and not hasattr(backend, "vocab")
