@@ -28,6 +28,9 @@ class Settings(BaseSettings):
 
     # Recommendation shape
     k: int = 10
+    # Never recommended: the item of the event itself and items bought in the session; with this
+    # on, also every item the session has touched.
+    exclude_session_items: bool = False
     max_session_len: int = 50
 
     # Worker batching: an agent takes up to batch_size events or waits batch_wait_s.

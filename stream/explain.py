@@ -25,7 +25,8 @@ def explain_model_item(candidate: Candidate, session: SessionState, categories: 
                        popularity: Popularity) -> list[str]:
     item_id, index = candidate.item_id, candidate.attr_index
     tokens = []
-    if 0 <= index < len(session.item_ids) and candidate.attr_drop > 0:
+    # An item is never explained by itself (an earlier view of the same item, say).
+    if 0 <= index < len(session.item_ids) and candidate.attr_drop > 0 and session.item_ids[index] != item_id:
         tokens.append(f"{session.event_types[index]}:{session.item_ids[index]}")
     category = categories.get(item_id)
     if category is not None and category in {categories.get(i) for i in session.item_ids}:

@@ -96,7 +96,7 @@ class Pipeline:
         with timed("rank"):
             rankings, version, fallback = await self.rank(folded.sessions)
         with timed("select"):
-            picks = self.select(rankings, folded.sessions)
+            picks = self.select(rankings, folded.events, folded.sessions)
         with timed("read_categories"):
             categories = await self.read_categories(folded.sessions, picks)
         with timed("explain"):
@@ -140,9 +140,17 @@ class Pipeline:
         metrics.MODEL_INFO.info({"version": version})
         return list(rankings), version, None
 
-    def select(self, rankings: list[list[Candidate] | None], sessions: list[SessionState]) -> list[list[Candidate]]:
-        fill = self.popularity.top(self.settings.k * 2)
-        return [select_items(r, set(s.purchased_items), self.settings.k, fill) for r, s in zip(rankings, sessions)]
+    def select(self, rankings: list[list[Candidate] | None], events: list[Event],
+               sessions: list[SessionState]) -> list[list[Candidate]]:
+        """Never the item on screen (the event's own item) nor one already bought; with
+        RECO_EXCLUDE_SESSION_ITEMS, nothing the session has touched."""
+        fill = self.popularity.top(self.settings.k * 2 + self.settings.max_session_len)
+        return [select_items(r, self.excluded(e, s), self.settings.k, fill)
+                for r, e, s in zip(rankings, events, sessions)]
+
+    def excluded(self, event: Event, session: SessionState) -> set[str]:
+        touched = set(session.item_ids) if self.settings.exclude_session_items else set()
+        return touched | set(session.purchased_items) | {event.item_id}
 
     async def read_categories(self, sessions: list[SessionState],
                               picks: list[list[Candidate]]) -> dict[str, str | None]:

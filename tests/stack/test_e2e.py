@@ -76,6 +76,7 @@ def test_events_in_recommendations_and_dead_letters_out(collect):
         assert len(ids) == settings.k and len(set(ids)) == settings.k, rec
         assert all(item["explanation"] for item in rec["items"]), rec
         assert not purchased[event["session_id"]] & set(ids), rec
+        assert event["item_id"] not in ids, rec  # never the item on screen
         assert rec["session_id"] == event["session_id"] and rec["fallback"] is None, rec
 
     # Every malformed message: one dead letter with its reason.

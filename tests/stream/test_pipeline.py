@@ -85,5 +85,24 @@ async def test_triton_outage_serves_popular_items_with_a_fallback_reason(pipelin
     rec = result.recommendations[0]
     assert rec.fallback == "triton_unavailable"
     ids = [i.item_id for i in rec.items]
-    assert set(ids[:3]) == {"p0", "p1", "p2"} and ids[3:] == ["i20"]  # most popular first
+    assert ids == sorted(ids, key=["p0", "p1", "p2"].index) and set(ids) == {"p0", "p1", "p2"}  # never i20, on screen
     assert all(i.explanation[0] == "fallback:triton_unavailable" for i in rec.items)
+
+
+async def test_the_event_own_item_is_never_recommended_nor_explained_by_itself(pipeline):
+    """The fake ranker ranks i0..i29 and cites the latest interaction: i1 is on screen after e1."""
+    result = await pipeline.process(messages([event(0, item="i3"), event(1, item="i1")]))
+    first, second = ([i.item_id for i in r.items] for r in result.recommendations)
+    assert "i3" not in first and "i1" not in second and "i3" in second
+    cited = [tok for r in result.recommendations for i in r.items for tok in i.explanation if tok.startswith("view:")]
+    assert all(tok != f"view:{i.item_id}" for r in result.recommendations for i in r.items for tok in i.explanation)
+    assert cited  # the check above is not vacuous
+
+
+async def test_excluding_the_whole_session(tmp_path):
+    settings = Settings(run_dir=tmp_path, online_store="sqlite", k=5, exclude_session_items=True)
+    features = OnlineFeatures(settings)
+    features.apply()
+    pipe = Pipeline(settings, StateCache(features), FakeRanker())
+    result = await pipe.process(messages([event(0, item="i0"), event(1, item="i1"), event(2, item="i2")]))
+    assert [i.item_id for i in result.recommendations[-1].items] == ["i3", "i4", "i5", "i6", "i7"]
