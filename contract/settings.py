@@ -54,7 +54,7 @@ class Settings(BaseSettings):
 
     # Feast
     feast_repo: Path = PROJECT_ROOT / "features" / "feature_repo"
-    online_store: Literal["sqlite", "redis"] = "sqlite"
+    online_store: Literal["sqlite", "redis"] = "redis"  # `make up` starts Redis; sqlite embeds Feast
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
     project_name: str = "streamreco"
