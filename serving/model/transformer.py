@@ -11,17 +11,17 @@ Reads top to bottom like SASRec.pytorch:
 Inputs are LEFT-padded LongTensors [B, L] (0 = padding, most recent interaction at index -1).
 
 Copy head (``copy_head=True``, the default). Sessions repeat items a lot (re-views, view ->
-click -> add_to_cart -> purchase of one item; 31% of DIGINETICA and 83% of Wikipedia test
-targets occur earlier in the sequence) and a tied dot product copies rare items badly: their
-embeddings are barely trained, so h.e_i stays small. As in pointer-generator / RepeatNet:
+click -> add_to_cart -> purchase of one item; see docs/results.md for how many test targets
+are repeats) and a tied dot product copies rare items badly: their embeddings are barely
+trained, so h.e_i stays small. As in pointer-generator / RepeatNet:
 
     p(i) = (1 - g) * softmax(h . E)_i + g * sum_{s <= t, item_s = i} alpha_s
     alpha = (1 - eps) * softmax_s(q(h_t) . k(h_s) / sqrt(d) + r[t - s]) + eps * uniform_s
             over the session's real items s <= t; g = sigmoid(w . h_t)
 
 with a learned recency prior r and a learned uniform share eps (pointer attention alone
-turned out over-sharp on small data: it put ~all mass on one position and missed the
-others; on the DIGINETICA sample the two lift test NDCG@10 (sampled100) 0.32 -> 0.41).
+turned out over-sharp on small data: it put almost all mass on one position and missed the
+others; docs/results.md has what the two added).
 
 ``score_last`` then returns log p (column 0 = -inf); without the head it returns h . E.
 On data without repeats the gate learns to close and the model is plain SASRec.
@@ -50,11 +50,13 @@ class ModelConfig:
     n_items: int  # items are 1..n_items, 0 = padding
     n_event_types: int = 5  # 0 = padding + the 4 event types
     n_categories: int = 0  # categories are 1..n_categories, 0 = padding/unknown; 0 disables
+    # The architecture defaults are the training defaults too: serving.offline.train.TrainConfig
+    # takes them from here.
     max_len: int = 50
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 2
-    dropout: float = 0.2
+    dropout: float = 0.3
     ffn_mult: int = 4  # feed-forward width = ffn_mult * d_model
     copy_head: bool = True  # gated pointer over the session's items (see module docstring)
 
@@ -78,11 +80,11 @@ class CausalSelfAttention(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        b, l, d = x.shape
-        q, k, v = self.qkv(x).view(b, l, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        b, L, d = x.shape
+        q, k, v = self.qkv(x).view(b, L, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
                                            dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(b, l, d))
+        return self.proj(y.transpose(1, 2).reshape(b, L, d))
 
 
 class Block(nn.Module):
@@ -102,6 +104,8 @@ class Block(nn.Module):
 
 
 class SessionTransformer(nn.Module):
+    item_category: torch.Tensor  # buffer, see __init__
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
@@ -194,7 +198,8 @@ class SessionTransformer(nn.Module):
         z = self.copy_gate(query).float().squeeze(-1)
         return alpha, F.logsigmoid(z), F.logsigmoid(-z)
 
-    def score_last(self, items: torch.Tensor, types: torch.Tensor, categories: torch.Tensor | None = None) -> torch.Tensor:
+    def score_last(self, items: torch.Tensor, types: torch.Tensor,
+                   categories: torch.Tensor | None = None) -> torch.Tensor:
         """Next-item scores after the most recent interaction: [B, n_items + 1], column 0 = -inf.
         log-probabilities with the copy head, dot products without."""
         if items.shape[1] > self.cfg.max_len:

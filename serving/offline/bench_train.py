@@ -5,7 +5,8 @@
 
 Fixed workload: random full-length sequences (every one of the max_len positions is a real
 interaction and a training target), full-softmax CE over the catalogue, AdamW step; bf16
-autocast on CUDA, fp32 on CPU. Warm-up steps are not timed.
+autocast on CUDA, fp32 on CPU. Warm-up steps are not timed. The model and batch size default
+to the training defaults (serving.offline.train.TrainConfig).
 """
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ import torch
 import typer
 
 from serving.model.transformer import ModelConfig, SessionTransformer
-from serving.offline.train import ce_loss
+from serving.offline.train import TrainConfig
 
-app = typer.Typer(add_completion=False, help=__doc__.split("\n")[0])
+DEFAULT = TrainConfig()
+cli = typer.Typer(add_completion=False, help=__doc__.split("\n")[0])
 
 
 def bench(device: str, cfg: ModelConfig, batch_size: int, steps: int, warmup: int, seed: int = 0) -> dict:
@@ -35,7 +37,7 @@ def bench(device: str, cfg: ModelConfig, batch_size: int, steps: int, warmup: in
 
     def step() -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
-            loss = ce_loss(model, x, ty, y)
+            loss = model.loss(x, ty, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -61,22 +63,22 @@ def bench(device: str, cfg: ModelConfig, batch_size: int, steps: int, warmup: in
     return out
 
 
-@app.command()
+@cli.command()
 def main(
     devices: str = typer.Option("cpu,cuda", help="comma list; cuda is skipped when unavailable"),
     n_items: int = typer.Option(20_000, help="catalogue size (softmax width)"),
-    max_len: int = typer.Option(50),
-    d_model: int = typer.Option(64),
-    n_layers: int = typer.Option(2),
-    n_heads: int = typer.Option(2),
-    batch_size: int = typer.Option(128),
+    max_len: int = typer.Option(DEFAULT.max_len),
+    d_model: int = typer.Option(DEFAULT.d_model),
+    n_layers: int = typer.Option(DEFAULT.n_layers),
+    n_heads: int = typer.Option(DEFAULT.n_heads),
+    batch_size: int = typer.Option(DEFAULT.batch_size),
     steps: int = typer.Option(20, help="timed steps per device (CUDA runs 10x as many)"),
     warmup: int = typer.Option(3),
     threads: int = typer.Option(0, help="torch CPU threads (0: torch default)"),
 ) -> None:
     if threads:
         torch.set_num_threads(threads)
-    cfg = ModelConfig(n_items=n_items, max_len=max_len, d_model=d_model, n_layers=n_layers, n_heads=n_heads)
+    cfg = TrainConfig(max_len=max_len, d_model=d_model, n_layers=n_layers, n_heads=n_heads).model_config(n_items, 0)
     result: dict = {"config": cfg.to_dict() | {"batch_size": batch_size}, "torch": torch.__version__,
                     "cpu": platform.processor() or platform.machine()}
     for d in [s.strip() for s in devices.split(",") if s.strip()]:
@@ -88,4 +90,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    cli()

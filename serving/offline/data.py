@@ -157,7 +157,7 @@ def generate_synthetic(
     * Time: sessions start uniformly over 30 days; gaps are log-normal (median ≈ 25 s,
       shorter inside the funnel). ``user_fraction`` of sessions belong to returning users.
 
-    Deterministic in ``seed``; about 1 s per 10k sessions.
+    Deterministic in ``seed``.
     """
     rng = np.random.default_rng(seed)
     n_items = int(n_items)
@@ -170,7 +170,8 @@ def generate_synthetic(
     pop = pop[rng.permutation(n_items)]
     # Categories: Zipf-ish sizes, every category non-empty.
     cat_w = 1.0 / np.arange(1, n_categories + 1) ** 0.7
-    item_cat = np.concatenate([np.arange(n_categories), rng.choice(n_categories, n_items - n_categories, p=cat_w / cat_w.sum())])
+    extra_cat = rng.choice(n_categories, n_items - n_categories, p=cat_w / cat_w.sum())
+    item_cat = np.concatenate([np.arange(n_categories), extra_cat])
     item_cat = item_cat[rng.permutation(n_items)]
     cat_items = [np.flatnonzero(item_cat == c) for c in range(n_categories)]
     cat_cum = [np.cumsum(pop[ix]) / pop[ix].sum() for ix in cat_items]
@@ -229,13 +230,15 @@ def generate_synthetic(
             intent = min(bisect(cat_cum_glob, U[k + 1]), n_categories - 1)
         k += 2
         ts = starts[s]
-        cur = pick_in(intent, U[k]); k += 1
+        cur = pick_in(intent, U[k])
+        k += 1
         seen: list[int] = []
         cart: list[int] = []
         out: list[Interaction] = []
         for v in range(n_views):
             if v > 0:
-                r = U[k]; k += 1
+                r = U[k]
+                k += 1
                 if r < 0.55:
                     cur = neigh_l[cur][min(bisect(neigh_cum, U[k]), n_neighbors - 1)]
                 elif r < 0.85:
@@ -245,15 +248,18 @@ def generate_synthetic(
                 else:
                     cur = min(bisect(glob_cum_l, U[k]), n_items - 1)
                 k += 1
-            ts += G[g]; g += 1
+            ts += G[g]
+            g += 1
             it, ct, pr = item_ids[cur], cat_ids_of_item[cur], price_l[cur]
             out.append(Interaction(it, "view", ts, ct, pr))
             seen.append(cur)
             if U[k] < 0.3:  # click
-                ts += G[g] // 4 + 500; g += 1
+                ts += G[g] // 4 + 500
+                g += 1
                 out.append(Interaction(it, "click", ts, ct, pr))
                 if U[k + 1] < (0.375 if cheap[cur] else 0.25):
-                    ts += G[g] // 3 + 800; g += 1
+                    ts += G[g] // 3 + 800
+                    g += 1
                     out.append(Interaction(it, "add_to_cart", ts, ct, pr))
                     cart.append(cur)
             k += 2
@@ -262,7 +268,8 @@ def generate_synthetic(
                 ts += 2_000 + int(U[k + 1] * 58_000)
                 out.append(Interaction(item_ids[c], "purchase", ts, cat_ids_of_item[c], price_l[c]))
             k += 2
-        sessions.append(Session(session_id=f"s{s + 1}", user_id=None if uid is None else f"u{uid + 1}", interactions=out))
+        user_id = None if uid is None else f"u{uid + 1}"
+        sessions.append(Session(session_id=f"s{s + 1}", user_id=user_id, interactions=out))
     return sessions
 
 
@@ -278,16 +285,17 @@ def describe(sessions: list[Session]) -> dict:
     }
 
 
-def load(fmt: str, data: str | Path | None = None, sessions: int = 10_000, seed: int = 0, **synthetic_kw) -> list[Session]:
-    """Dispatch on ``fmt`` in {'sasrec', 'diginetica', 'synthetic'}."""
-    fmt = fmt.lower()
-    if fmt == "sasrec":
+def load(data_format: str, data: str | Path | None = None, sessions: int = 10_000, seed: int = 0,
+         **synthetic_kw) -> list[Session]:
+    """Dispatch on ``data_format`` in {'sasrec', 'diginetica', 'synthetic'}."""
+    data_format = data_format.lower()
+    if data_format == "sasrec":
         if data is None:
             raise ValueError("--data is required for format sasrec")
         return load_sasrec(data)
-    if fmt == "diginetica":
+    if data_format == "diginetica":
         return load_diginetica(data if data is not None else SHARED_DATA / "diginetica")
-    if fmt == "synthetic":
+    if data_format == "synthetic":
         return generate_synthetic(sessions, seed=seed, **synthetic_kw)
-    raise ValueError(f"unknown format {fmt!r} (sasrec | diginetica | synthetic)")
+    raise ValueError(f"unknown format {data_format!r} (sasrec | diginetica | synthetic)")
 

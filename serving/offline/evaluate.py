@@ -95,7 +95,9 @@ def itemknn_similarity(train_seqs: list[np.ndarray], n_items: int, window: int =
         rows = cols = np.zeros(0, dtype=np.int64)
         vals = np.zeros(0)
     diag = np.arange(1, V)
-    rows = np.concatenate([rows, diag]); cols = np.concatenate([cols, diag]); vals = np.concatenate([vals, np.ones(V - 1)])
+    rows = np.concatenate([rows, diag])
+    cols = np.concatenate([cols, diag])
+    vals = np.concatenate([vals, np.ones(V - 1)])
     idx = torch.from_numpy(np.stack([rows, cols]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR is beta" / invariant-check notices
@@ -127,7 +129,7 @@ def itemknn_scorer(train_seqs: list[np.ndarray], train_counts: np.ndarray, n_ite
 def evaluate_scorer(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, batch_size: int = 256,
                     protocols=PROTOCOLS, max_len: int | None = None) -> dict[str, dict]:
     """Metrics of ``score`` on ``ev`` for each protocol (coverage from the full ranking)."""
-    max_len = max_len or getattr(score, "max_len", 50)
+    limit = max_len if max_len else int(getattr(score, "max_len", 50))
     n = len(ev)
     negatives = sample_negatives(ev.rated, n_items, 100, seed) if "sampled100" in protocols else None
     # one tie-break stream per protocol: a protocol's numbers do not depend on which others run
@@ -137,7 +139,7 @@ def evaluate_scorer(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, bat
     for start in range(0, n, batch_size):
         sl = slice(start, min(n, start + batch_size))
         hist = ev.items[sl]
-        L = max(1, min(max_len, max(len(h) for h in hist)))
+        L = max(1, min(limit, max(len(h) for h in hist)))
         items = torch.from_numpy(pad_left(hist, L))
         types = torch.from_numpy(pad_left(ev.types[sl], L))
         s = score(items, types).float()
@@ -179,14 +181,15 @@ def baseline_scorer(name: str, split: Split, n_items: int) -> Scorer:
 
 
 # ----------------------------------------------------------------------------- CLI
-app = typer.Typer(add_completion=False, help=__doc__.split("\n")[0])
+cli = typer.Typer(add_completion=False, help=__doc__.split("\n")[0])
 
 
-@app.command()
+@cli.command()
 def main(
     model: Path = typer.Option(None, help="trained model directory (serving.offline.train --out)"),
-    data: Path = typer.Option(None, help="dataset file/dir (omit for synthetic; diginetica defaults to ../shared/data)"),
-    format: str = typer.Option("sasrec", "--format", help="sasrec | diginetica | synthetic"),
+    data: Path = typer.Option(None,
+                              help="dataset file/dir (omit for synthetic; diginetica defaults to ../shared/data)"),
+    data_format: str = typer.Option("sasrec", "--format", help="sasrec | diginetica | synthetic"),
     protocol: str = typer.Option("sampled100", help="sampled100 | full"),
     baseline: str = typer.Option(None, help="popular | itemknn (then --model is not needed)"),
     json_out: bool = typer.Option(True, "--json/--no-json", help="print one JSON object (default)"),
@@ -207,7 +210,7 @@ def main(
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     t0 = time.time()
-    sess = load(format, data, sessions=sessions, seed=data_seed)
+    sess = load(data_format, data, sessions=sessions, seed=data_seed)
     if baseline is not None:
         vocab, _, sp = build_vocab_and_split(sess)
         scorer = baseline_scorer(baseline, sp, vocab.n_items)
@@ -229,4 +232,4 @@ def main(
 
 
 if __name__ == "__main__":
-    app()
+    cli()

@@ -1,11 +1,11 @@
 """Public benchmark data that a package registry carries, converted to SASRec text format.
 
-MovieLens-100k (943 users, 1,682 movies, 100,000 ratings) ships inside the recbole wheel on
-PyPI, the one registry this project may reach besides its own dependencies. The wheel is fetched
-with pip, the file is checked against a pinned sha256, and converted the way SASRec's
-DataProcessing.py converts MovieLens-1M: every rating is an implicit interaction, users and items
-with fewer than 5 ratings are dropped (one pass), ids are renumbered from 1 in order of first
-appearance, and each user's items are sorted by timestamp (stable, so ties keep file order).
+MovieLens-100k ships inside the recbole wheel on PyPI, the one registry this project may reach
+besides its own dependencies. The wheel is fetched with pip, the file is checked against a
+pinned sha256, and converted the way SASRec's DataProcessing.py converts MovieLens-1M: every
+rating is an implicit interaction, users and items with fewer than 5 ratings are dropped (one
+pass), ids are renumbered from 1 in order of first appearance, and each user's items are sorted
+by timestamp (stable, so ties keep file order). docs/results.md describes the converted file.
 
     python -m serving.offline.public_data ml-100k --out .run/data/ml-100k.txt
 """
@@ -70,10 +70,10 @@ def fetch_ml100k() -> str:
     return raw.decode("utf-8")
 
 
-app = typer.Typer(add_completion=False, help=__doc__.split("\n")[0])
+cli = typer.Typer(add_completion=False, help=__doc__.split("\n")[0])
 
 
-@app.command("ml-100k")
+@cli.command("ml-100k")
 def ml_100k(out: Path = typer.Option(..., help="SASRec text file to write")) -> None:
     pairs = ratings_to_sasrec(read_recbole_inter(fetch_ml100k()))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -82,10 +82,10 @@ def ml_100k(out: Path = typer.Option(..., help="SASRec text file to write")) -> 
     print(f"wrote {out}: {users} users, {items} items, {len(pairs)} interactions")
 
 
-@app.callback()
+@cli.callback()
 def _commands() -> None:
     """Keeps `ml-100k` a named subcommand, so more datasets can be added beside it."""
 
 
 if __name__ == "__main__":
-    app()
+    cli()

@@ -44,7 +44,7 @@ def mrr(ranks, k: int) -> float:
 
 def coverage(top_lists, n_items: int) -> float:
     """Fraction of the catalogue (items 1..n_items) appearing in at least one list."""
-    seen = set()
+    seen: set[int] = set()
     for row in top_lists:
         seen.update(int(i) for i in row)
     seen.discard(0)

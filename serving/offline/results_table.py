@@ -1,7 +1,8 @@
 """Markdown rows for RESULTS.md: a trained model vs the popular and item-kNN baselines under
 both protocols, on the test item of the leave-last-out split.
 
-    python -m serving.offline.results_table --model artifacts/wiki --data ../shared/data/sequences/wikipedia.txt --format sasrec
+    python -m serving.offline.results_table --model artifacts/wiki \
+        --data ../shared/data/sequences/wikipedia.txt --format sasrec
 """
 from __future__ import annotations
 
@@ -18,22 +19,25 @@ from serving.offline.sequences import build_vocab_and_split, encode, leave_last_
 
 COLUMNS = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr@20", "coverage@10", "users")
 
-app = typer.Typer(add_completion=False)
+cli = typer.Typer(add_completion=False)
 
 
-@app.command()
-def main(model: Path = typer.Option(...), data: Path = typer.Option(None), format: str = typer.Option("sasrec", "--format"),
+@cli.command()
+def main(model: Path = typer.Option(...), data: Path = typer.Option(None),
+         data_format: str = typer.Option("sasrec", "--format"),
          name: str = typer.Option(None, help="dataset name in the table"), seed: int = typer.Option(0),
-         sessions: int = typer.Option(20_000), data_seed: int = typer.Option(0), json_path: Path = typer.Option(None)) -> None:
-    sess = load(format, data, sessions=sessions, seed=data_seed)
-    name = name or (data.name if data else format)
+         sessions: int = typer.Option(20_000), data_seed: int = typer.Option(0),
+         json_path: Path = typer.Option(None)) -> None:
+    sess = load(data_format, data, sessions=sessions, seed=data_seed)
+    name = name or (data.name if data else data_format)
     rows = []
     net, vocab = load_model_dir(model)
     split = leave_last_out(encode(sess, vocab), vocab.n_items)
     training = load_config(model).get("training", {})
     t0 = time.time()
     res = evaluate_scorer(model_scorer(net), split.test, vocab.n_items, seed=seed)
-    label = f"SessionTransformer (train {training.get('train_seconds', '?')} s, best epoch {training.get('best_epoch', '?')})"
+    label = (f"SessionTransformer (train {training.get('train_seconds', '?')} s, "
+             f"best epoch {training.get('best_epoch', '?')})")
     rows += [(label, p, res[p], time.time() - t0) for p in PROTOCOLS]
     v2, _, sp2 = build_vocab_and_split(sess)
     for b in ("popular", "itemknn"):
@@ -46,8 +50,9 @@ def main(model: Path = typer.Option(...), data: Path = typer.Option(None), forma
         cells = [str(r[c]) if c == "users" else f"{r[c]:.4f}" for c in COLUMNS]
         print(f"| {name} | {label} | {p} | {' | '.join(cells)} |")
     if json_path:
-        json_path.write_text(json.dumps([{"dataset": name, "model": l, "protocol": p, **r} for l, p, r, _ in rows], indent=1))
+        records = [{"dataset": name, "model": label, "protocol": p, **r} for label, p, r, _ in rows]
+        json_path.write_text(json.dumps(records, indent=1))
 
 
 if __name__ == "__main__":
-    app()
+    cli()

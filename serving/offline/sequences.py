@@ -75,10 +75,12 @@ def leave_last_out(users: list[Encoded], n_items: int) -> Split:
         train.append(tr)
         np.add.at(counts, tr.items, 1)
         rated = np.unique(u.items)
-        valid.keys.append(u.key); valid.items.append(u.items[:-2]); valid.types.append(u.types[:-2])
-        valid.targets.append(int(u.items[-2])); valid.rated.append(rated)
-        test.keys.append(u.key); test.items.append(u.items[:-1]); test.types.append(u.types[:-1])
-        test.targets.append(int(u.items[-1])); test.rated.append(rated)
+        for ev, cut in ((valid, n - 2), (test, n - 1)):  # history before the target, the target
+            ev.keys.append(u.key)
+            ev.items.append(u.items[:cut])
+            ev.types.append(u.types[:cut])
+            ev.targets.append(int(u.items[cut]))
+            ev.rated.append(rated)
     counts[0] = 0
     return Split(train, valid, test, counts)
 
@@ -120,7 +122,9 @@ def training_windows(train: list[Encoded], max_len: int, all_windows: bool = Tru
             start = max(0, end - 1 - max_len)
             targets = u.items[start + 1:end].copy()
             targets[max(0, covered_from - start - 1):] = 0
-            inp.append(u.items[start:end - 1]); typ.append(u.types[start:end - 1]); tgt.append(targets)
+            inp.append(u.items[start:end - 1])
+            typ.append(u.types[start:end - 1])
+            tgt.append(targets)
             if not all_windows or start == 0:
                 break
             covered_from = start + 1

@@ -4,6 +4,9 @@
     python -m serving.offline.train --format diginetica --out artifacts/digi            # ../shared/data/diginetica
     python -m serving.offline.train --format synthetic --sessions 20000 --out artifacts/syn --export model_repo
 
+One ``TrainConfig`` holds every setting of a run and its defaults (the architecture's defaults
+are ModelConfig's); the CLI builds it and ``train_model(cfg, sessions, out)`` runs it.
+
 Objective: at every position of every training window, cross-entropy of the next item over
 the whole catalogue (softmax over all items, logits = hidden . item embedding). Published
 evidence (Klenitskiy & Vasilev, RecSys 2023; Petrov & Macdonald, gSASRec 2023) is that this
@@ -16,34 +19,118 @@ on the validation item under the sampled100 protocol (fixed seeded negatives, so
 is not noisy across epochs; computed on at most --val-users users); full-ranking NDCG@10 is
 logged alongside. After --lr-patience epochs without improvement the learning rate is halved
 (again every --lr-patience epochs); after --patience epochs without improvement, or when
---max-minutes of training have passed, training stops. The best epoch's weights are written to --out, then evaluated on the test
-item under both protocols (recorded in config.json["training"]).
+--max-minutes of training have passed, training stops. The best epoch's weights are written
+to --out, then evaluated on the test item under both protocols (recorded in
+config.json["training"]).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import os
 import random
 import time
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import typer
 
-from serving.model.artifacts import save_model_dir
+from serving.model.artifacts import Vocab, save_model_dir
 from serving.model.transformer import ModelConfig, SessionTransformer
-from serving.offline.data import describe, load
+from serving.offline.data import Session, describe, load
 from serving.offline.evaluate import evaluate_scorer, model_scorer
-from serving.offline.sequences import build_vocab_and_split, training_windows
+from serving.offline.sequences import Encoded, EvalSet, build_vocab_and_split, training_windows
 
-# Defaults (see RESULTS.md for the runs behind them).
-DEFAULTS = dict(d_model=64, n_layers=2, n_heads=2, dropout=0.3, max_len=50, batch_size=128, lr=2e-3,
-                weight_decay=0.0, epochs=200, max_minutes=25.0, patience=8, lr_patience=2, window_context=25)
+Log = Callable[[str], None]
 
 
+# ----------------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a training run, with the one set of defaults (docs/results.md, "Defaults
+    and why"). The architecture fields default to ModelConfig's, so those live in one place."""
+
+    # architecture (ModelConfig; the catalogue and category counts come from the data)
+    d_model: int = ModelConfig.d_model
+    n_layers: int = ModelConfig.n_layers
+    n_heads: int = ModelConfig.n_heads
+    dropout: float = ModelConfig.dropout
+    max_len: int = ModelConfig.max_len
+    copy_head: bool = ModelConfig.copy_head
+    use_categories: bool = True  # category embedding when the data has categories
+    # optimisation: AdamW (0.9, 0.98), gradient norm clipped at 5
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    # training data
+    all_windows: bool = True  # every max_len window of long histories, not only the last
+    window_context: int = 25  # history items each earlier window carries into the next
+    # schedule and stopping
+    epochs: int = 200
+    max_minutes: float = 25.0  # wall-clock budget for training (<= 0: none)
+    patience: int = 8  # epochs without validation improvement before stopping
+    lr_patience: int = 2  # halve the lr after this many epochs without improvement (0: never)
+    val_users: int = 10_000  # validation users per epoch (seeded subset)
+    test_eval: bool = True  # evaluate the best epoch on the test item
+    # run
+    device: str = "auto"  # auto | cpu | cuda
+    seed: int = 0
+    threads: int = 0  # torch CPU threads (0: torch default)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Keys that are not fields (the CLI's data options) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def model_config(self, n_items: int, n_categories: int) -> ModelConfig:
+        return ModelConfig(n_items=n_items, n_categories=n_categories if self.use_categories else 0,
+                           max_len=self.max_len, d_model=self.d_model, n_layers=self.n_layers,
+                           n_heads=self.n_heads, dropout=self.dropout, copy_head=self.copy_head)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The training settings recorded in config.json (the architecture is recorded as ModelConfig)."""
+        names = ("batch_size", "lr", "weight_decay", "epochs", "max_minutes", "patience", "lr_patience",
+                 "all_windows", "window_context", "use_categories")
+        return {name: getattr(self, name) for name in names}
+
+
+@dataclass
+class TrainSummary:
+    """What a run did; JSON-able, written to config.json["training"] of the model directory."""
+
+    epochs_run: int
+    best_epoch: int
+    stop: str  # why training stopped
+    train_seconds: float
+    device: str
+    val: dict | None  # the best epoch's history row
+    history: list[dict]  # one row per epoch: loss, validation metrics, lr, timings
+    seed: int
+    hyperparameters: dict
+    data: dict
+    test: dict | None = None  # {protocol: metrics} of the best epoch; None without cfg.test_eval
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        if self.test is None:
+            del out["test"]
+        return out
+
+
+@dataclass
+class TrainResult:
+    summary: TrainSummary
+    model: SessionTransformer  # the best epoch's weights, on the CPU, in eval mode
+    vocab: Vocab
+
+
+# ----------------------------------------------------------------------------- setup
 def pick_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -64,12 +151,60 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def build_model(cfg: TrainConfig, vocab: Vocab, device: torch.device) -> SessionTransformer:
+    model = SessionTransformer(cfg.model_config(vocab.n_items, vocab.n_categories))
+    if model.cfg.n_categories:
+        model.item_category.copy_(vocab.category_of_index())
+    return model.to(device)
+
+
+@dataclass
+class Windows:
+    """Training windows, left-padded [N, max_len] (see sequences.training_windows), and their lengths."""
+
+    items: torch.Tensor
+    types: torch.Tensor
+    targets: torch.Tensor
+    lengths: torch.Tensor
+
+    @classmethod
+    def build(cls, train: list[Encoded], cfg: TrainConfig) -> Windows:
+        items, types, targets = training_windows(train, cfg.max_len, cfg.all_windows, cfg.window_context)
+        if len(items) == 0:
+            raise ValueError("no training sequence has 2 or more interactions")
+        return cls(torch.from_numpy(items), torch.from_numpy(types), torch.from_numpy(targets),
+                   torch.from_numpy((items > 0).sum(1)))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_targets(self) -> int:
+        return int((self.targets > 0).sum())
+
+    def batch(self, idx: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rows ``idx`` trimmed to their longest window (the rest is left padding)."""
+        L = int(self.lengths[idx].max())
+        return self.items[idx, -L:].to(device), self.types[idx, -L:].to(device), self.targets[idx, -L:].to(device)
+
+
+def validation_users(valid: EvalSet, n: int, seed: int) -> EvalSet:
+    """At most ``n`` validation users, a seeded subset (the same every epoch)."""
+    if len(valid) <= n:
+        return valid
+    return valid.subset(sorted(np.random.default_rng(seed).choice(len(valid), n, replace=False).tolist()))
+
+
+def make_optimizer(model: SessionTransformer, cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+
+
 def make_batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator, pool: int = 64) -> list[torch.Tensor]:
     """Shuffled batches of similar-length windows: shuffle, sort by length inside pools of
     ``pool`` batches, cut into batches, shuffle the batch order. Every window once per epoch;
-    padding (and so the Transformer's cost) shrinks ~5x on short-session data."""
+    on short-session data most padding (and so most of the Transformer's cost) goes away."""
     perm = torch.randperm(len(lengths), generator=gen)
-    out = []
+    out: list[torch.Tensor] = []
     chunk = pool * batch_size
     for start in range(0, len(perm), chunk):
         part = perm[start:start + chunk]
@@ -79,155 +214,25 @@ def make_batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator, p
     return [out[i] for i in order]
 
 
-def ce_loss(model: SessionTransformer, items: torch.Tensor, types: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean full-softmax cross-entropy of the next item over every non-padded position
-    (with the copy head: NLL of the generate/copy mixture)."""
-    return model.loss(items, types, targets)
+# ----------------------------------------------------------------------------- one epoch
+class _Bar:
+    """The rich progress bar of the epoch loop, or nothing."""
 
+    def __init__(self, progress: Any | None, steps_per_epoch: int):
+        self.progress = progress
+        self.task = progress.add_task("train", total=steps_per_epoch, loss=0.0) if progress else None
 
-def train_model(
-    sessions,
-    out: Path | None,
-    *,
-    d_model: int = DEFAULTS["d_model"],
-    n_layers: int = DEFAULTS["n_layers"],
-    n_heads: int = DEFAULTS["n_heads"],
-    dropout: float = DEFAULTS["dropout"],
-    max_len: int = DEFAULTS["max_len"],
-    batch_size: int = DEFAULTS["batch_size"],
-    lr: float = DEFAULTS["lr"],
-    weight_decay: float = DEFAULTS["weight_decay"],
-    epochs: int = DEFAULTS["epochs"],
-    max_minutes: float = DEFAULTS["max_minutes"],
-    patience: int = DEFAULTS["patience"],
-    lr_patience: int = DEFAULTS["lr_patience"],
-    use_categories: bool = True,
-    copy_head: bool = True,
-    all_windows: bool = True,
-    window_context: int = DEFAULTS["window_context"],
-    val_users: int = 10_000,
-    device: str = "auto",
-    seed: int = 0,
-    threads: int | None = None,
-    progress: bool = True,
-    test_eval: bool = True,
-    log=None,
-    meta: dict | None = None,
-) -> dict:
-    """Train, keep the best validation epoch, save to ``out`` (if given); returns a summary dict
-    (with the model under key "model" and the vocab under "vocab")."""
-    log = log or (lambda msg: print(msg, flush=True))
-    seed_everything(seed)
-    if threads:
-        torch.set_num_threads(threads)
-    dev = pick_device(device)
-    t_start = time.time()
+    def start(self, epoch: int, steps: int) -> None:
+        if self.progress:
+            self.progress.reset(self.task, total=steps, description=f"epoch {epoch}")
 
-    vocab, _, split = build_vocab_and_split(sessions)
-    n_cat = vocab.n_categories if use_categories else 0
-    cfg = ModelConfig(n_items=vocab.n_items, n_categories=n_cat, max_len=max_len, d_model=d_model,
-                      n_layers=n_layers, n_heads=n_heads, dropout=dropout, copy_head=copy_head)
-    model = SessionTransformer(cfg)
-    if n_cat:
-        model.item_category.copy_(vocab.category_of_index())
-    model.to(dev)
-
-    inp, typ, tgt = training_windows(split.train, max_len, all_windows, window_context)
-    n_windows, n_targets = len(inp), int((tgt > 0).sum())
-    if n_windows == 0:
-        raise ValueError("no training sequence has 2 or more interactions")
-    inp_t, typ_t, tgt_t = (torch.from_numpy(a) for a in (inp, typ, tgt))
-    lengths = torch.from_numpy((inp > 0).sum(1))
-
-    val = split.valid
-    if len(val) > val_users:
-        val = val.subset(sorted(np.random.default_rng(seed).choice(len(val), val_users, replace=False).tolist()))
-
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
-    use_bf16 = dev.type == "cuda"
-    if dev.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True
-    gen = torch.Generator().manual_seed(seed)
-    log(f"data: {describe(sessions)} | catalogue {vocab.n_items} items, {vocab.n_categories} categories | "
-        f"train windows {n_windows}, targets {n_targets}, eval users {len(split.test)} | device {dev}")
-
-    best = {"score": -1.0, "epoch": 0, "state": None, "val": None}
-    history = []
-    budget_s = max_minutes * 60 if max_minutes and max_minutes > 0 else math.inf
-    stop_reason = "epochs"
-    steps_per_epoch = math.ceil(n_windows / batch_size)
-    with _progress(progress) as bar:
-        task = bar.add_task("train", total=steps_per_epoch, loss=0.0) if bar else None
-        for epoch in range(1, epochs + 1):
-            model.train()
-            t_ep = time.time()
-            batches = make_batches(lengths, batch_size, gen)
-            total, seen = 0.0, 0
-            out_of_time = False
-            if bar:
-                bar.reset(task, total=len(batches), description=f"epoch {epoch}")
-            for idx in batches:
-                L = int(lengths[idx].max())
-                x, ty, y = inp_t[idx, -L:].to(dev), typ_t[idx, -L:].to(dev), tgt_t[idx, -L:].to(dev)
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-                    loss = ce_loss(model, x, ty, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-                seen += len(idx)
-                if bar:
-                    bar.update(task, advance=1, loss=total / seen)
-                if time.time() - t_start > budget_s:
-                    out_of_time = True
-                    break
-            train_s = time.time() - t_ep
-            res = evaluate_scorer(model_scorer(model, dev), val, vocab.n_items, seed=seed)
-            score = res["sampled100"]["ndcg@10"]
-            row = {"epoch": epoch, "loss": round(total / max(seen, 1), 4), "train_s": round(train_s, 1),
-                   "val_ndcg@10_sampled100": round(score, 4), "val_hr@10_sampled100": round(res["sampled100"]["hr@10"], 4),
-                   "val_ndcg@10_full": round(res["full"]["ndcg@10"], 4), "val_hr@10_full": round(res["full"]["hr@10"], 4),
-                   "lr": opt.param_groups[0]["lr"], "elapsed_s": round(time.time() - t_start, 1)}
-            history.append(row)
-            improved = score >= best["score"]  # ties: keep the later (longer-trained) epoch
-            if improved:
-                best = {"score": score, "epoch": epoch, "state": copy.deepcopy(model.state_dict()), "val": row}
-            log(json.dumps(row) + ("  *" if improved else ""))
-            if not improved and lr_patience > 0 and (epoch - best["epoch"]) % lr_patience == 0:
-                for group in opt.param_groups:  # plateau: halve the learning rate
-                    group["lr"] *= 0.5
-            if out_of_time:
-                stop_reason = f"time budget {max_minutes} min"
-                break
-            if epoch - best["epoch"] >= patience:
-                stop_reason = f"early stop (patience {patience})"
-                break
-    model.load_state_dict(best["state"])
-    train_seconds = time.time() - t_start
-
-    summary = {"epochs_run": len(history), "best_epoch": best["epoch"], "stop": stop_reason,
-               "train_seconds": round(train_seconds, 1), "device": str(dev),
-               "val": best["val"], "history": history, "seed": seed,
-               "hyperparameters": dict(batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs,
-                                       max_minutes=max_minutes, patience=patience, lr_patience=lr_patience, all_windows=all_windows,
-                                       window_context=window_context,
-                                       use_categories=use_categories),
-               "data": describe(sessions) | (meta or {})}
-    if test_eval:
-        res = evaluate_scorer(model_scorer(model, dev), split.test, vocab.n_items, seed=seed)
-        summary["test"] = {p: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for p, r in res.items()}
-    model.to("cpu").eval()
-    if out is not None:
-        save_model_dir(out, model, vocab, summary)
-    summary["model"], summary["vocab"] = model, vocab
-    return summary
+    def advance(self, loss: float) -> None:
+        if self.progress:
+            self.progress.update(self.task, advance=1, loss=loss)
 
 
 def _progress(enabled: bool):
     if not enabled:
-        import contextlib
-
         return contextlib.nullcontext(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -235,57 +240,214 @@ def _progress(enabled: bool):
                     TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(), transient=True)
 
 
-app = typer.Typer(add_completion=False, help="Train a SessionTransformer (full-softmax CE, SASRec split).")
+def train_step(model: SessionTransformer, opt: torch.optim.Optimizer, items: torch.Tensor, types: torch.Tensor,
+               targets: torch.Tensor) -> float:
+    """One AdamW step on the batch's mean next-item NLL (bf16 autocast on CUDA); returns the loss."""
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=items.device.type == "cuda"):
+        loss = model.loss(items, types, targets)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    opt.step()
+    return float(loss.detach())
 
 
-@app.command()
+def train_epoch(model: SessionTransformer, opt: torch.optim.Optimizer, windows: Windows, batches: list[torch.Tensor],
+                device: torch.device, out_of_time: Callable[[], bool], bar: _Bar) -> tuple[float, bool]:
+    """One pass over ``batches`` -> (mean training loss, whether the time budget ran out mid-epoch)."""
+    model.train()
+    total, seen = 0.0, 0
+    for idx in batches:
+        total += train_step(model, opt, *windows.batch(idx, device)) * len(idx)
+        seen += len(idx)
+        bar.advance(total / seen)
+        if out_of_time():
+            return total / max(seen, 1), True
+    return total / max(seen, 1), False
+
+
+def validate(model: SessionTransformer, device: torch.device, val: EvalSet, n_items: int,
+             seed: int) -> tuple[float, dict]:
+    """(selection score = sampled100 NDCG@10, the validation columns of the history row)."""
+    res = evaluate_scorer(model_scorer(model, device), val, n_items, seed=seed)
+    sampled, full = res["sampled100"], res["full"]
+    return sampled["ndcg@10"], {
+        "val_ndcg@10_sampled100": round(sampled["ndcg@10"], 4), "val_hr@10_sampled100": round(sampled["hr@10"], 4),
+        "val_ndcg@10_full": round(full["ndcg@10"], 4), "val_hr@10_full": round(full["hr@10"], 4)}
+
+
+@dataclass
+class Best:
+    """The best validation epoch so far and a copy of its weights."""
+
+    score: float = -1.0
+    epoch: int = 0
+    state: dict | None = None
+    row: dict | None = None
+
+    def offer(self, epoch: int, score: float, row: dict, model: SessionTransformer) -> bool:
+        if not score >= self.score:  # ties: keep the later (longer-trained) epoch; NaN never wins
+            return False
+        self.score, self.epoch, self.state, self.row = score, epoch, copy.deepcopy(model.state_dict()), row
+        return True
+
+
+def halve_lr_on_plateau(opt: torch.optim.Optimizer, epochs_since_best: int, lr_patience: int) -> None:
+    if lr_patience > 0 and epochs_since_best % lr_patience == 0:
+        for group in opt.param_groups:
+            group["lr"] *= 0.5
+
+
+def stop_reason(cfg: TrainConfig, epoch: int, best: Best, out_of_time: bool) -> str | None:
+    if out_of_time:
+        return f"time budget {cfg.max_minutes} min"
+    if epoch - best.epoch >= cfg.patience:
+        return f"early stop (patience {cfg.patience})"
+    return None
+
+
+def fit(cfg: TrainConfig, model: SessionTransformer, windows: Windows, val: EvalSet, n_items: int,
+        device: torch.device, t_start: float, progress: bool, log: Log) -> tuple[Best, list[dict], str]:
+    """The epoch loop: train, validate, keep the best epoch, halve the lr on plateaus, stop early.
+    Returns (best epoch, history rows, stop reason); ``model`` is left at the last epoch."""
+    opt = make_optimizer(model, cfg)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    gen = torch.Generator().manual_seed(cfg.seed)
+    budget_s = cfg.max_minutes * 60 if cfg.max_minutes and cfg.max_minutes > 0 else math.inf
+
+    def out_of_time() -> bool:
+        return time.time() - t_start > budget_s
+
+    best, history, stop = Best(), [], "epochs"
+    with _progress(progress) as rich_progress:
+        bar = _Bar(rich_progress, math.ceil(len(windows) / cfg.batch_size))
+        for epoch in range(1, cfg.epochs + 1):
+            t_epoch = time.time()
+            batches = make_batches(windows.lengths, cfg.batch_size, gen)
+            bar.start(epoch, len(batches))
+            loss, timed_out = train_epoch(model, opt, windows, batches, device, out_of_time, bar)
+            train_s = time.time() - t_epoch
+            score, val_metrics = validate(model, device, val, n_items, cfg.seed)
+            row = {"epoch": epoch, "loss": round(loss, 4), "train_s": round(train_s, 1), **val_metrics,
+                   "lr": opt.param_groups[0]["lr"], "elapsed_s": round(time.time() - t_start, 1)}
+            history.append(row)
+            improved = best.offer(epoch, score, row, model)
+            log(json.dumps(row) + ("  *" if improved else ""))
+            if not improved:
+                halve_lr_on_plateau(opt, epoch - best.epoch, cfg.lr_patience)
+            reason = stop_reason(cfg, epoch, best, timed_out)
+            if reason:
+                stop = reason
+                break
+    return best, history, stop
+
+
+def _rounded(metrics: dict[str, dict]) -> dict[str, dict]:
+    return {p: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for p, r in metrics.items()}
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# ----------------------------------------------------------------------------- training
+def train_model(cfg: TrainConfig, sessions: list[Session], out: Path | None = None, *, progress: bool = False,
+                log: Log | None = None, meta: dict | None = None) -> TrainResult:
+    """Train on ``sessions`` as ``cfg`` says, keep the best validation epoch, save it to ``out``
+    (if given). ``meta`` is added to the summary's data description."""
+    log = log or _print
+    seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    t_start = time.time()
+
+    vocab, _, split = build_vocab_and_split(sessions)
+    model = build_model(cfg, vocab, device)
+    windows = Windows.build(split.train, cfg)
+    val = validation_users(split.valid, cfg.val_users, cfg.seed)
+    log(f"data: {describe(sessions)} | catalogue {vocab.n_items} items, {vocab.n_categories} categories | "
+        f"train windows {len(windows)}, targets {windows.n_targets}, eval users {len(split.test)} | device {device}")
+
+    best, history, stop = fit(cfg, model, windows, val, vocab.n_items, device, t_start, progress, log)
+    if best.state is None:
+        raise ValueError("no epoch was trained (epochs must be >= 1)")
+    model.load_state_dict(best.state)
+    summary = TrainSummary(epochs_run=len(history), best_epoch=best.epoch, stop=stop,
+                           train_seconds=round(time.time() - t_start, 1), device=str(device), val=best.row,
+                           history=history, seed=cfg.seed, hyperparameters=cfg.hyperparameters(),
+                           data=describe(sessions) | (meta or {}))
+    if cfg.test_eval:
+        summary.test = _rounded(evaluate_scorer(model_scorer(model, device), split.test, vocab.n_items, seed=cfg.seed))
+    model.to("cpu").eval()
+    if out is not None:
+        save_model_dir(out, model, vocab, summary.to_dict())
+    return TrainResult(summary, model, vocab)
+
+
+# ----------------------------------------------------------------------------- CLI
+DEFAULT = TrainConfig()
+cli = typer.Typer(add_completion=False, help="Train a SessionTransformer (full-softmax CE, SASRec split).")
+
+
+@cli.command()
 def main(
+    ctx: typer.Context,
     data: Path = typer.Option(None, help="dataset file (sasrec) or directory (diginetica); omit for synthetic"),
-    format: str = typer.Option("sasrec", "--format", help="sasrec | diginetica | synthetic"),
+    data_format: str = typer.Option("sasrec", "--format", help="sasrec | diginetica | synthetic"),
     out: Path = typer.Option(..., help="output model directory"),
-    epochs: int = typer.Option(DEFAULTS["epochs"]),
-    max_minutes: float = typer.Option(DEFAULTS["max_minutes"], help="wall-clock budget for training (<=0: none)"),
-    patience: int = typer.Option(DEFAULTS["patience"], help="epochs without validation improvement before stopping"),
-    lr_patience: int = typer.Option(DEFAULTS["lr_patience"], help="halve the learning rate after this many epochs without improvement (0: never)"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
-    seed: int = typer.Option(0),
     export: Path = typer.Option(None, help="model repository to export the trained model into (e.g. model_repo)"),
     sessions: int = typer.Option(20_000, help="synthetic only: number of sessions to generate"),
     data_seed: int = typer.Option(0, help="synthetic only: generator seed"),
-    d_model: int = typer.Option(DEFAULTS["d_model"]),
-    n_layers: int = typer.Option(DEFAULTS["n_layers"]),
-    n_heads: int = typer.Option(DEFAULTS["n_heads"]),
-    dropout: float = typer.Option(DEFAULTS["dropout"]),
-    max_len: int = typer.Option(DEFAULTS["max_len"]),
-    batch_size: int = typer.Option(DEFAULTS["batch_size"]),
-    lr: float = typer.Option(DEFAULTS["lr"]),
-    weight_decay: float = typer.Option(DEFAULTS["weight_decay"]),
-    categories: bool = typer.Option(True, "--categories/--no-categories", help="use a category embedding when the data has categories"),
-    copy_head: bool = typer.Option(True, "--copy-head/--no-copy-head", help="gated pointer over the session's items (serving/model/transformer.py)"),
-    all_windows: bool = typer.Option(True, "--all-windows/--last-window", help="train on every max_len window of long histories"),
-    window_context: int = typer.Option(DEFAULTS["window_context"], help="history items each earlier window carries into the next (targets trained once)"),
-    val_users: int = typer.Option(10_000, help="validation users per epoch (seeded subset)"),
-    threads: int = typer.Option(0, help="torch CPU threads (0: torch default)"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    # TrainConfig fields, by name: the config is built from ctx.params
+    epochs: int = typer.Option(DEFAULT.epochs),
+    max_minutes: float = typer.Option(DEFAULT.max_minutes, help="wall-clock budget for training (<=0: none)"),
+    patience: int = typer.Option(DEFAULT.patience, help="epochs without validation improvement before stopping"),
+    lr_patience: int = typer.Option(
+        DEFAULT.lr_patience, help="halve the learning rate after this many epochs without improvement (0: never)"),
+    device: str = typer.Option(DEFAULT.device, help="auto | cpu | cuda"),
+    seed: int = typer.Option(DEFAULT.seed),
+    d_model: int = typer.Option(DEFAULT.d_model),
+    n_layers: int = typer.Option(DEFAULT.n_layers),
+    n_heads: int = typer.Option(DEFAULT.n_heads),
+    dropout: float = typer.Option(DEFAULT.dropout),
+    max_len: int = typer.Option(DEFAULT.max_len),
+    batch_size: int = typer.Option(DEFAULT.batch_size),
+    lr: float = typer.Option(DEFAULT.lr),
+    weight_decay: float = typer.Option(DEFAULT.weight_decay),
+    use_categories: bool = typer.Option(DEFAULT.use_categories, "--categories/--no-categories",
+                                        help="use a category embedding when the data has categories"),
+    copy_head: bool = typer.Option(DEFAULT.copy_head, "--copy-head/--no-copy-head",
+                                   help="gated pointer over the session's items (serving/model/transformer.py)"),
+    all_windows: bool = typer.Option(DEFAULT.all_windows, "--all-windows/--last-window",
+                                     help="train on every max_len window of long histories"),
+    window_context: int = typer.Option(DEFAULT.window_context,
+                                       help="history items each earlier window carries into the next "
+                                            "(targets trained once)"),
+    val_users: int = typer.Option(DEFAULT.val_users, help="validation users per epoch (seeded subset)"),
+    threads: int = typer.Option(DEFAULT.threads, help="torch CPU threads (0: torch default)"),
 ) -> None:
-    sess = load(format, data, sessions=sessions, seed=data_seed)
-    s = train_model(sess, out, d_model=d_model, n_layers=n_layers, n_heads=n_heads, dropout=dropout, max_len=max_len,
-                    batch_size=batch_size, lr=lr, weight_decay=weight_decay, epochs=epochs, max_minutes=max_minutes,
-                    patience=patience, lr_patience=lr_patience, use_categories=categories, copy_head=copy_head, all_windows=all_windows, window_context=window_context, val_users=val_users,
-                    device=device, seed=seed, threads=threads or None, progress=progress,
-                    meta={"format": format, "path": str(data) if data else None})
+    cfg = TrainConfig.from_dict(ctx.params)
+    sess = load(data_format, data, sessions=sessions, seed=data_seed)
+    result = train_model(cfg, sess, out, progress=progress,
+                         meta={"format": data_format, "path": str(data) if data else None})
     version = None
     if export is not None:
         from serving.online.export import export_model  # written by the serving/export owner
 
         version = export_model(out, export, model_name="session_transformer")
-    t = s.get("test", {})
-    sm, fu = t.get("sampled100", {}), t.get("full", {})
-    print(f"done: {out} | best epoch {s['best_epoch']}/{s['epochs_run']} ({s['stop']}) in {s['train_seconds']:.0f}s on {s['device']} | "
-          f"test sampled100 HR@10 {sm.get('hr@10', float('nan')):.4f} NDCG@10 {sm.get('ndcg@10', float('nan')):.4f} | "
-          f"full HR@10 {fu.get('hr@10', float('nan')):.4f} NDCG@10 {fu.get('ndcg@10', float('nan')):.4f}"
+    s = result.summary
+    test = s.test or {}
+    sm, fu = test.get("sampled100", {}), test.get("full", {})
+    nan = float("nan")
+    print(f"done: {out} | best epoch {s.best_epoch}/{s.epochs_run} ({s.stop}) in {s.train_seconds:.0f}s "
+          f"on {s.device} | "
+          f"test sampled100 HR@10 {sm.get('hr@10', nan):.4f} NDCG@10 {sm.get('ndcg@10', nan):.4f} | "
+          f"full HR@10 {fu.get('hr@10', nan):.4f} NDCG@10 {fu.get('ndcg@10', nan):.4f}"
           + (f" | exported version {version} to {export}" if version is not None else ""))
 
 
 if __name__ == "__main__":
-    app()
+    cli()

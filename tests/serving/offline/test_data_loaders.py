@@ -57,7 +57,8 @@ def test_load_diginetica(tmp_path):
         ("101", "view", day + 1000), ("100", "view", day + 5000), ("100", "purchase", day + 6000),
         ("102", "view", day + 9000)]
     assert [x.category_id for x in s1.interactions] == ["7", "7", "7", None]
-    assert [(x.item_id, x.event_type) for x in s2.interactions] == [("200", "view"), ("201", "view"), ("201", "purchase")]
+    assert [(x.item_id, x.event_type) for x in s2.interactions] == [
+        ("200", "view"), ("201", "view"), ("201", "purchase")]
     assert s2.interactions[0].ts == day + 86_400_000
     assert all(isinstance(x, Interaction) for s in sessions for x in s.interactions)
 
@@ -109,7 +110,8 @@ def test_synthetic_sessions_stay_in_their_intent_category():
 
 @pytest.mark.data
 @pytest.mark.skipif(not (REAL_DATA / "diginetica").exists(),
-                    reason=f"shared data not found at {REAL_DATA / 'diginetica'} (read in place, never copied into the repo)")
+                    reason=f"shared data not found at {REAL_DATA / 'diginetica'} "
+                           "(read in place, never copied into the repo)")
 def test_real_diginetica_sample():
     sessions = load_diginetica(REAL_DATA / "diginetica")
     assert len(sessions) == 2986

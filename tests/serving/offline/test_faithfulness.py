@@ -4,15 +4,15 @@ import torch
 
 from serving.offline.data import generate_synthetic
 from serving.offline.faithfulness import measure_faithfulness, session_prefixes
-from serving.offline.train import train_model
+from serving.offline.train import TrainConfig, train_model
 
 
 def test_cited_interaction_matters_more_than_a_random_one():
     torch.set_num_threads(2)
-    summary = train_model(generate_synthetic(2000, n_items=300, n_categories=10, seed=3), None, d_model=32,
-                          n_layers=1, n_heads=1, max_len=20, epochs=3, patience=3, max_minutes=2, device="cpu",
-                          seed=0, progress=False, test_eval=False, log=lambda *_: None)
-    model, vocab = summary["model"].eval(), summary["vocab"]
+    cfg = TrainConfig(d_model=32, n_layers=1, n_heads=1, max_len=20, epochs=3, patience=3, max_minutes=2, device="cpu",
+                      seed=0, test_eval=False)
+    result = train_model(cfg, generate_synthetic(2000, n_items=300, n_categories=10, seed=3), log=lambda *_: None)
+    model, vocab = result.model.eval(), result.vocab
     held_out = generate_synthetic(400, n_items=300, n_categories=10, seed=3)  # same catalogue, new sessions
     items, types = session_prefixes(held_out, vocab, max_len=20, seed=1)
     result = measure_faithfulness(model, items, types, k=10, n=500, seed=0)

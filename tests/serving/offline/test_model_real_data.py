@@ -7,26 +7,23 @@ import torch
 from serving.offline.data import load_diginetica, load_sasrec
 from serving.offline.evaluate import baseline_scorer, evaluate_scorer
 from serving.offline.sequences import build_vocab_and_split
-from serving.offline.train import train_model
+from serving.offline.train import TrainConfig, train_model
 
 pytestmark = pytest.mark.data
 
 
 def short_run(sessions, epochs: int):
     torch.set_num_threads(2)
-    summary = train_model(sessions, None, epochs=epochs, max_minutes=3, device="cpu", seed=0, progress=False,
-                          log=lambda *_: None)
+    result = train_model(TrainConfig(epochs=epochs, max_minutes=3, device="cpu", seed=0), sessions, log=lambda *_: None)
     vocab, _, split = build_vocab_and_split(sessions)
     baselines = {name: evaluate_scorer(baseline_scorer(name, split, vocab.n_items), split.test, vocab.n_items, seed=0)
                  for name in ("popular", "itemknn")}
-    return summary["test"], baselines
+    return result.summary.test, baselines
 
 
 def test_wikipedia_three_epochs_beat_both_baselines(shared_data):
     model, base = short_run(load_sasrec(shared_data / "sequences" / "wikipedia.txt"), epochs=3)
     ndcg = lambda res: res["sampled100"]["ndcg@10"]  # noqa: E731
-    # Measured (3 epochs, 53 s here): sampled100 NDCG@10 model 0.868, item-kNN 0.859, popular 0.126;
-    # full NDCG@10 model 0.835, item-kNN 0.683. Full-length runs: docs/results.md.
     assert ndcg(model) > ndcg(base["popular"]) + 0.5
     assert ndcg(model) > ndcg(base["itemknn"])
     assert model["full"]["ndcg@10"] > base["itemknn"]["full"]["ndcg@10"]
@@ -34,8 +31,6 @@ def test_wikipedia_three_epochs_beat_both_baselines(shared_data):
 
 def test_diginetica_sample_beats_popular_and_learns_repeats(shared_data):
     model, base = short_run(load_diginetica(shared_data / "diginetica"), epochs=10)
-    # Measured (10 epochs, 26 s here): sampled100 HR@10 model 0.474, item-kNN 0.433, popular 0.204;
-    # NDCG@10 model 0.395, popular 0.115.
     assert model["sampled100"]["hr@10"] > base["itemknn"]["sampled100"]["hr@10"]
     assert model["sampled100"]["ndcg@10"] > base["popular"]["sampled100"]["ndcg@10"] + 0.15
     assert model["sampled100"]["hr@10"] > base["popular"]["sampled100"]["hr@10"] + 0.15
