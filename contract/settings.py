@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     dlq_topic: str = "events.dlq"
     topic_partitions: int = 4
     consumer_group: str = "streamreco"
+    # Static group membership: a worker restarted under the same id gets its partitions back at
+    # once instead of after a rebalance; a member silent for session_timeout_s loses them.
+    worker_instance_id: str = "worker-1"
+    session_timeout_s: float = 10.0
+    commit_interval_s: float = 1.0  # bounds what a killed worker processes twice (with feature_flush_s)
     max_event_bytes: int = 1_000_000  # larger events are dead-lettered (too_large)
     # The broker's message.max.bytes: the largest message anyone can put on `events`. Dead letters
     # carry the message's bytes (base64 at worst, 4/3), so the DLQ topic accepts twice this.

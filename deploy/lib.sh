@@ -54,7 +54,9 @@ running_pid() {
     pid=$(<"$f")
     # start_bg makes each service a session leader, so a live pid that leads its own session is
     # ours; anything else is a stale file whose pid was reused.
-    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && [[ $(ps -o sid= -p "$pid" | tr -d ' ') == "$pid" ]]; then
+    # A killed service stays a zombie until reaped, and kill -0 still succeeds on it: not running.
+    if [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && [[ $(ps -o sid= -p "$pid" | tr -d ' ') == "$pid" ]] \
+        && [[ $(ps -o stat= -p "$pid") != Z* ]]; then
         echo "$pid"
         return 0
     fi
