@@ -49,7 +49,11 @@ class Settings(BaseSettings):
     triton_grpc_port: int = 8001
     triton_metrics_port: int = 8002
     model_name: str = "session_transformer"
-    triton_timeout_s: float = 5.0
+    # A call slower than this counts as a failure: that server's circuit opens for the cool-down,
+    # and batches meanwhile get popular items (fallback triton_unavailable) without waiting.
+    triton_timeout_s: float = 1.0
+    triton_cooldown_s: float = 2.0
+    triton_urls: str = ""  # comma-separated gRPC host:port of several Triton servers; default the one above
 
     # Worker-held state: Feast is written in the background at least this often; memory is bounded
     # per table (sessions, items, users) and idle entries are dropped (Feast keeps them).
@@ -77,8 +81,9 @@ class Settings(BaseSettings):
         return 2 * self.max_message_bytes
 
     @property
-    def triton_url(self) -> str:  # the worker talks gRPC
-        return f"{self.triton_host}:{self.triton_grpc_port}"
+    def triton_grpc_urls(self) -> list[str]:  # the worker talks gRPC
+        listed = [url.strip() for url in self.triton_urls.split(",") if url.strip()]
+        return listed or [f"{self.triton_host}:{self.triton_grpc_port}"]
 
     @property
     def redis_connection_string(self) -> str:

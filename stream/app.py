@@ -143,7 +143,8 @@ async def publish(result) -> None:
 
 
 def make_ranker() -> TritonRanker:
-    return TritonRanker(settings.triton_url, settings.model_name, settings.triton_timeout_s, settings.max_session_len)
+    return TritonRanker(settings.triton_grpc_urls, settings.model_name, settings.triton_timeout_s,
+                        settings.max_session_len, settings.triton_cooldown_s)
 
 
 @app.task

@@ -6,7 +6,9 @@ translates to and from model positions, so nothing here shifts indices.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import itertools
+import time
+from typing import Callable, Sequence
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -35,28 +37,67 @@ def parse_response(items: np.ndarray, scores: np.ndarray, positions: np.ndarray,
             for row in zip(items, scores, positions, drops)]
 
 
+class CircuitOpen(ConnectionError):
+    """Every Triton URL failed within its cool-down: the caller serves its fallback at once."""
+
+
+class Breaker:
+    """One failure opens the circuit for ``cooldown_s``; the next call after that is the trial."""
+
+    def __init__(self, cooldown_s: float, clock: Callable[[], float] = time.monotonic):
+        self.cooldown_s, self.clock = cooldown_s, clock
+        self.open_until = 0.0
+
+    @property
+    def closed(self) -> bool:
+        return self.clock() >= self.open_until
+
+    def record(self, ok: bool) -> None:
+        self.open_until = 0.0 if ok else self.clock() + self.cooldown_s
+
+
 class TritonRanker:
-    def __init__(self, url: str, model_name: str, timeout_s: float, max_len: int):
-        self.client = grpcclient.InferenceServerClient(url=url)
+    """Spreads batches round-robin over the Triton servers whose circuit is closed."""
+
+    def __init__(self, urls: Sequence[str], model_name: str, timeout_s: float, max_len: int,
+                 cooldown_s: float = 2.0):
+        self.clients = [grpcclient.InferenceServerClient(url=url) for url in urls]
+        self.breakers = [Breaker(cooldown_s) for _ in urls]
+        self.turn = itertools.cycle(range(len(urls)))
         self.model_name = model_name
         self.timeout_s = timeout_s
         self.max_len = max_len  # one fixed width lets Triton batch requests from several workers
 
     async def ready(self) -> bool:
-        return await self.client.is_model_ready(self.model_name)
+        return any([await client.is_model_ready(self.model_name) for client in self.clients])
+
+    def _next(self) -> int:
+        for _ in self.clients:
+            n = next(self.turn)
+            if self.breakers[n].closed:
+                return n
+        raise CircuitOpen(f"all {len(self.clients)} Triton server(s) failed within the last "
+                          f"{self.breakers[0].cooldown_s:.0f} s")
 
     async def rank(self, sessions: Sequence[SessionRow]) -> tuple[list[list[Candidate]], str]:
         """Ranked candidates per session, and the model version that ranked them."""
+        n = self._next()
         tensors = []
         for name, column in (("SESSION_ITEMS", 0), ("SESSION_TYPES", 1)):
             array = left_padded_bytes([s[column] for s in sessions], self.max_len)
             tensor = grpcclient.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
             tensor.set_data_from_numpy(array)
             tensors.append(tensor)
-        result = await self.client.infer(self.model_name, tensors, client_timeout=self.timeout_s)
+        try:
+            result = await self.clients[n].infer(self.model_name, tensors, client_timeout=self.timeout_s)
+        except TRITON_ERRORS:
+            self.breakers[n].record(ok=False)
+            raise
+        self.breakers[n].record(ok=True)
         rankings = parse_response(result.as_numpy("REC_ITEMS"), result.as_numpy("REC_SCORES"),
                                   result.as_numpy("ATTR_POS"), result.as_numpy("ATTR_DROP"))
         return rankings, f"{self.model_name}:{result.get_response().model_version}"
 
     async def close(self) -> None:
-        await self.client.close()
+        for client in self.clients:
+            await client.close()

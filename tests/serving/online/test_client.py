@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from contract.ranking import Candidate
-from serving.online.client import left_padded_bytes, parse_response
+from serving.online.client import CircuitOpen, TritonRanker, left_padded_bytes, parse_response
 
 
 def test_left_padded_bytes_right_aligns_utf8_rows():
@@ -28,3 +28,51 @@ def test_parse_response_keeps_attr_pos_as_the_session_index():
     ]
     ranked = parse_response(items, scores, positions, drops)
     assert all(type(c.attr_index) is int and type(c.score) is float for row in ranked for c in row)
+
+
+class FakeServer:
+    def __init__(self, name: str):
+        self.name, self.down, self.calls = name, False, 0
+
+    async def infer(self, model_name, tensors, client_timeout):
+        self.calls += 1
+        if self.down:
+            raise ConnectionError(f"{self.name} is down")
+        return FakeResult(self.name)
+
+
+class FakeResult:
+    def __init__(self, version: str):
+        self.version = version
+
+    def as_numpy(self, name):
+        return {"REC_ITEMS": np.array([[b"a"]], dtype=object), "REC_SCORES": np.array([[1.0]], dtype=np.float32),
+                "ATTR_POS": np.array([[-1]]), "ATTR_DROP": np.array([[0.0]], dtype=np.float32)}[name]
+
+    def get_response(self):
+        return type("Response", (), {"model_version": self.version})()
+
+
+async def test_batches_go_round_robin_and_a_failed_server_is_skipped_until_its_cool_down_ends():
+    now = [0.0]
+    ranker = TritonRanker(["a:1", "b:1"], "m", timeout_s=1.0, max_len=3, cooldown_s=2.0)
+    ranker.clients = [FakeServer("1"), FakeServer("2")]
+    for breaker in ranker.breakers:
+        breaker.clock = lambda: now[0]
+    versions = [(await ranker.rank([(("x",), ("view",))]))[1] for _ in range(4)]
+    assert versions == ["m:1", "m:2", "m:1", "m:2"]
+
+    ranker.clients[0].down = True
+    with pytest.raises(ConnectionError):
+        await ranker.rank([(("x",), ("view",))])
+    assert [(await ranker.rank([(("x",), ("view",))]))[1] for _ in range(3)] == ["m:2"] * 3
+    ranker.clients[1].down = True
+    with pytest.raises(ConnectionError):
+        await ranker.rank([(("x",), ("view",))])
+    with pytest.raises(CircuitOpen):  # both open: no call is even tried
+        await ranker.rank([(("x",), ("view",))])
+    assert ranker.clients[0].calls + ranker.clients[1].calls == 9
+
+    now[0] = 2.5  # cool-down over: the next call is the trial, and a recovered server is used again
+    ranker.clients[0].down = False
+    assert (await ranker.rank([(("x",), ("view",))]))[1] == "m:1"
