@@ -5,7 +5,7 @@ export PYTHONUNBUFFERED := 1
 # Subset of services for up/down, e.g. `make up SERVICES="kafka redis"`; empty = all.
 SERVICES ?=
 
-.PHONY: setup up down train demo test test-unit test-stack bench report clean lint lock
+.PHONY: setup up down train demo test bench report lint lock faults
 
 setup:            ## idempotent: apt packages, venvs, pip deps (from requirements.lock), Maven jars, Triton
 	bash deploy/setup.sh
@@ -57,3 +57,7 @@ report:           ## plot the last 10 minutes from Prometheus into reports/
 
 bench: setup      ## training throughput, faithfulness and its cost, streaming throughput/latency
 	bash deploy/bench.sh
+
+faults: setup     ## inject each fault (worker kill, broker restart, Triton and Redis outages) under load; print a table
+	bash deploy/up.sh
+	$(PY) deploy/faults.py

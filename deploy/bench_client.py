@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> dict:
 
     latencies = sorted(1000 * (received[e] - sent[e]) for e in received if e in sent)
     span = max(received.values(), default=t0) - t0
+    arrivals = sorted(received.values())
     return {
         "mode": "echo" if args.echo else "recommendations",
         "offered_per_s": args.rate if args.rate > 0 else "burst",
@@ -181,6 +182,7 @@ def run(args: argparse.Namespace) -> dict:
         "lag_last": lag.samples[-1] if lag and lag.samples else None,
         "lag_samples": lag.samples if lag else None,
         "cpu_s": {k: round(cpu_after.get(k, 0) - v, 2) for k, v in cpu_before.items()},
+        "max_gap_s": round(max((b - a for a, b in zip(arrivals, arrivals[1:])), default=0.0), 2),
         "wall_s": round(time.time() - t0, 1),
     }
 

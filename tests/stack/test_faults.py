@@ -5,6 +5,7 @@ starts the stack's own Redis with deploy/down.sh and deploy/up.sh.
 """
 import json
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -120,3 +121,33 @@ def test_malformed_flood_gives_exact_dead_letters_and_never_crashes_the_worker(c
     assert all(d["error"] for d in letters)
     assert worker_metric("reco_agent_crashes_total") == 0
     assert (settings.run_dir / "pids" / "worker.pid").read_text() == pid_before
+
+
+def fault_run(scenario: str) -> dict:
+    """One `make faults` scenario (deploy/faults.py) at 100 events/s for 25 s; its JSON line."""
+    run = subprocess.run([sys.executable, "deploy/faults.py", "--only", scenario, "--seconds", "25"],
+                         check=True, capture_output=True, text=True, timeout=600)
+    result = json.loads(run.stdout.splitlines()[0])
+    print(scenario, {k: result[k] for k in ("sent", "received", "lost", "duplicated", "max_gap_s", "fallbacks")})
+    return result
+
+
+def test_worker_killed_under_load_loses_nothing_and_duplicates_are_counted(worker_metric):
+    result = fault_run("worker_kill")
+    assert result["sent"] == 2500 and result["lost"] == 0
+    assert worker_metric("reco_agent_crashes_total") == 0  # the restarted worker, read after the run
+
+
+def test_triton_outage_serves_fallbacks_and_returns_to_the_model(collect):
+    result = fault_run("triton_outage")
+    assert result["lost"] == 0 and result["fallbacks"] > 0
+    # After the outage the model serves again by itself: the newest recommendations are not fallbacks.
+    settings = get_settings()
+    tag = f"after{uuid.uuid4().hex[:6]}"
+    send = producer(settings)
+    for n in range(50):
+        event = valid_event(tag, n, sessions=10)
+        send.send(settings.events_topic, key=event["session_id"].encode(), value=json.dumps(event).encode())
+    send.flush()
+    recs, _ = collect(tag, want_recs=50, want_dlq=0, deadline_s=60)
+    assert len(recs) == 50 and all(r["fallback"] is None for r in recs.values())

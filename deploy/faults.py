@@ -1,0 +1,81 @@
+"""`make faults`: each fault injected into the running stack while the outside client
+(deploy/bench_client.py) sends valid events at a steady rate; one table at the end.
+
+    .venv/bin/python deploy/faults.py [--rate 100] [--seconds 40] [--only worker_kill,triton_outage]
+
+Recovery is the longest gap between two recommendations the client received. Needs `make up`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN = Path(os.environ.get("RECO_RUN_DIR", ROOT / ".run"))
+
+
+def sh(*command: str) -> None:
+    subprocess.run(["bash", *command], cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def kill_worker() -> None:
+    os.kill(int((RUN / "pids" / "worker.pid").read_text()), signal.SIGKILL)
+    time.sleep(0.5)
+    sh("deploy/up.sh", "worker")
+
+
+def outage(service: str, seconds: float):
+    def inject() -> None:
+        sh("deploy/down.sh", service)
+        time.sleep(seconds)
+        sh("deploy/up.sh", service)
+    return inject
+
+
+SCENARIOS = {
+    "worker_kill": ("worker SIGKILL, then deploy/up.sh worker", kill_worker),
+    "broker_restart": ("Kafka stopped and started", outage("kafka", 0)),
+    "triton_outage": ("Triton stopped 10 s, then started", outage("triton", 10)),
+    "redis_outage": ("Redis stopped 10 s, then started", outage("redis", 10)),
+}
+
+
+def run(name: str, rate: float, seconds: float) -> dict:
+    what, inject = SCENARIOS[name]
+    client = subprocess.Popen([sys.executable, "deploy/bench_client.py", "--rate", str(rate), "--seconds", str(seconds),
+                               "--idle-timeout", "60"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    time.sleep(10)
+    inject()
+    out, _ = client.communicate(timeout=seconds + 300)
+    result = json.loads(out)
+    result.update(scenario=name, fault=what)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=100)
+    parser.add_argument("--seconds", type=float, default=40)
+    parser.add_argument("--only", default=",".join(SCENARIOS))
+    args = parser.parse_args()
+    rows = []
+    for name in args.only.split(","):
+        result = run(name, args.rate, args.seconds)
+        print(json.dumps({k: v for k, v in result.items() if k != "lag_samples"}), flush=True)
+        rows.append(result)
+        time.sleep(5)  # let the stack settle before the next fault
+    print("\n| fault | sent | recommended | lost | duplicated | recovery s | fallbacks |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['fault']} | {r['sent']} | {r['received']} | {r['lost']} | {r['duplicated']} | "
+              f"{r['max_gap_s']} | {r['fallbacks']} |")
+
+
+if __name__ == "__main__":
+    main()
