@@ -22,24 +22,23 @@ def hit_rate(ranks, k: int) -> float:
     return float(np.mean(r < k)) if r.size else 0.0
 
 
-def ndcg(ranks, k: int) -> float:
+def _mean_gain(ranks, k: int, gain) -> float:
+    """Mean over users of gain(rank) for ranks below k, 0 otherwise (rank 0 = first)."""
     r = np.asarray(ranks, dtype=np.float64)
     if not r.size:
         return 0.0
     hit = r < k
     gains = np.zeros_like(r)
-    gains[hit] = 1.0 / np.log2(r[hit] + 2.0)
+    gains[hit] = gain(r[hit])
     return float(gains.mean())
+
+
+def ndcg(ranks, k: int) -> float:
+    return _mean_gain(ranks, k, lambda r: 1.0 / np.log2(r + 2.0))
 
 
 def mrr(ranks, k: int) -> float:
-    r = np.asarray(ranks, dtype=np.float64)
-    if not r.size:
-        return 0.0
-    hit = r < k
-    gains = np.zeros_like(r)
-    gains[hit] = 1.0 / (r[hit] + 1.0)
-    return float(gains.mean())
+    return _mean_gain(ranks, k, lambda r: 1.0 / (r + 1.0))
 
 
 def coverage(top_lists, n_items: int) -> float:
