@@ -60,7 +60,8 @@ def measure_faithfulness(model, items: torch.Tensor, types: torch.Tensor, k: int
     full = ranked.scores.new_tensor([float(ranked.scores[c[0], list(ranked.items[c[0]]).index(c[1])]) for c in cases])
 
     def drop_without(positions: torch.Tensor) -> torch.Tensor:
-        scores = score_candidates(model, remove_positions(items, rows, positions), remove_positions(types, rows, positions), candidates)
+        variants = (remove_positions(items, rows, positions), remove_positions(types, rows, positions))
+        scores = score_candidates(model, *variants, candidates)
         return full - scores[:, 0].float()
 
     cited_drop = drop_without(torch.tensor([c[2] for c in cases]))
@@ -95,7 +96,7 @@ def attribution_latency(model, items: torch.Tensor, types: torch.Tensor, k: int,
 @cli.command()
 def main(
     model_dir: Path = typer.Option(..., "--model"),
-    fmt: str = typer.Option("synthetic", "--format"),
+    data_format: str = typer.Option("synthetic", "--format"),
     data: Path = typer.Option(None),
     sessions: int = typer.Option(3000, help="synthetic only: held-out sessions to draw"),
     data_seed: int = typer.Option(0, help="synthetic only: the catalogue seed the model was trained with"),
@@ -103,13 +104,15 @@ def main(
     k: int = typer.Option(10),
     seed: int = typer.Option(0),
     latency_repeats: int = typer.Option(20),
-    window: int = typer.Option(10, help="attribute over the last N interactions (0 = all), as Triton's ATTRIBUTION_WINDOW"),
+    window: int = typer.Option(10, help="attribute over the last N interactions (0 = all), as Triton's "
+                                        "ATTRIBUTION_WINDOW"),
 ) -> None:
     torch.manual_seed(seed)
     model, vocab = load_model_dir(model_dir)
     model.eval()
-    items, types = session_prefixes(load(fmt, data, sessions=sessions, seed=data_seed), vocab, model.cfg.max_len, seed)
-    result = {"model": str(model_dir), "format": fmt, "k": k, "window": window,
+    sessions_loaded = load(data_format, data, sessions=sessions, seed=data_seed)
+    items, types = session_prefixes(sessions_loaded, vocab, model.cfg.max_len, seed)
+    result = {"model": str(model_dir), "format": data_format, "k": k, "window": window,
               **measure_faithfulness(model, items, types, k, n, seed, window)}
     for batch in (1, 64):
         result.update(attribution_latency(model, items, types, k, batch, latency_repeats, window))
