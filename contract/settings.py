@@ -6,6 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +61,14 @@ class Settings(BaseSettings):
     feature_flush_s: float = 0.5
     state_max_entries: int = 200_000
     state_idle_s: float = 1800.0
+
+    # Privacy: user ids (and, optionally, session ids) are replaced by HMAC-SHA256 pseudonyms
+    # before Feast, logs, metrics or the model see them. The key comes from the environment
+    # (`make setup` writes one to .stack/secrets.env); recommendations carry the pseudonym unless
+    # publish_user_id is on.
+    pseudonym_key: SecretStr = SecretStr("")
+    pseudonymize_sessions: bool = False
+    publish_user_id: bool = False
 
     # Feast
     feast_repo: Path = PROJECT_ROOT / "features" / "feature_repo"

@@ -16,7 +16,15 @@ die() { log "ERROR: $*"; exit 1; }
 # Ports and paths come from the one Settings object (contract/settings.py), so RECO_* env vars apply
 # here exactly as in the Python code. Falls back to its defaults when the venv is not there yet.
 load_settings() {
-    local out
+    local out secrets=${RECO_STACK_DIR:-$ROOT/.stack}/secrets.env line name
+    # Secrets made by setup.sh, exported for every service (a value already in the environment wins).
+    if [[ -f $secrets ]]; then
+        while IFS= read -r line; do
+            [[ $line == RECO_*=* ]] || continue
+            name=${line%%=*}
+            [[ -n ${!name:-} ]] || export "$line"
+        done <"$secrets"
+    fi
     if [[ -x $PY ]] && out=$(cd "$ROOT" && "$PY" - <<'EOF' 2>/dev/null
 from contract.settings import get_settings
 s = get_settings()

@@ -182,4 +182,12 @@ TRITON_MODEL_ENV=$MODEL_ENV
 TRITON_PYLIBDIR=$pylibdir
 EOF
 
+# 6. Secrets, made here and never committed: the pseudonym key (features/privacy.py). Kept when
+# present (a new key starts new pseudonyms); RECO_* already in the environment win over the file.
+SECRETS=$STACK_DIR/secrets.env
+if [[ ! -s $SECRETS ]]; then
+    log "secrets: writing $SECRETS"
+    (umask 077; printf 'RECO_PSEUDONYM_KEY=%s\n' "$(head -c 32 /dev/urandom | base64 | tr -d '\n')" >"$SECRETS")
+fi
+
 log "setup: done in $((SECONDS - t0))s"

@@ -28,6 +28,9 @@ from stream.writeback import WriteBehind
 
 log = logging.getLogger(__name__)
 settings = get_settings()
+if not settings.pseudonym_key.get_secret_value():
+    raise SystemExit("RECO_PSEUDONYM_KEY is not set: `make setup` writes one to .stack/secrets.env, "
+                     "and deploy/up.sh passes it to the worker")
 T = TypeVar("T")
 R = TypeVar("R")
 

@@ -21,6 +21,7 @@ from contract.ranking import Candidate
 from contract.settings import Settings
 from contract.vocab import FallbackReason
 from features.cache import StateCache
+from features.privacy import pseudonym
 from features.state import OnlineState, SessionState, apply_events
 from serving.online.client import TRITON_ERRORS, SessionRow
 from stream import metrics
@@ -44,9 +45,10 @@ class RawMessage:
 class Folded:
     """A batch after its state changes: each event with its session right after it."""
 
-    events: list[Event]
+    events: list[Event]  # with pseudonymous ids
     dead: list[DeadLetter]
     sessions: list[SessionState]
+    published_user_ids: list[str | None]  # what each recommendation carries
 
 
 @dataclass
@@ -80,14 +82,16 @@ class Pipeline:
         metrics.BATCH_SIZE.observe(len(messages))
         with timed("validate"):
             events, dead = self.validate(messages)
+            published = [e.user_id for e in events] if self.settings.publish_user_id else None
+            events = [self.pseudonymize(e) for e in events]
         if not events:
-            return Folded(events, dead, [])
+            return Folded(events, dead, [], [])
         with timed("read_state"):
             state = await self.state.load(unique(e.session_id for e in events), unique(e.item_id for e in events),
                                           unique(e.user_id for e in events))
         with timed("fold_events"):
             sessions = self.fold_events(state, events)
-        return Folded(events, dead, sessions)
+        return Folded(events, dead, sessions, published or [e.user_id for e in events])
 
     async def recommend(self, folded: Folded) -> BatchResult:
         """The stages that only read: they may run while the next batch is being folded."""
@@ -100,8 +104,8 @@ class Pipeline:
         with timed("read_categories"):
             categories = await self.read_categories(folded.sessions, picks)
         with timed("explain"):
-            recs = [self.explain(e, s, p, categories, version, fallback)
-                    for e, s, p in zip(folded.events, folded.sessions, picks)]
+            recs = [self.explain(e, s, p, categories, version, fallback).model_copy(update={"user_id": user})
+                    for e, s, p, user in zip(folded.events, folded.sessions, picks, folded.published_user_ids)]
         metrics.LAST_EVENT_TIMESTAMP.set(time.time())
         return BatchResult(recommendations=recs, dead_letters=folded.dead, event_ts=[e.ts for e in folded.events])
 
@@ -117,6 +121,13 @@ class Pipeline:
             metrics.EVENTS_CONSUMED.labels(event.event_type).inc()
             events.append(event)
         return events, dead
+
+    def pseudonymize(self, event: Event) -> Event:
+        key = self.settings.pseudonym_key.get_secret_value().encode()
+        update = {"user_id": pseudonym(key, event.user_id) if event.user_id is not None else None}
+        if self.settings.pseudonymize_sessions:
+            update["session_id"] = pseudonym(key, event.session_id)
+        return event.model_copy(update=update)
 
     def fold_events(self, state: OnlineState, events: list[Event]) -> list[SessionState]:
         """Each event's session right after it (what the model sees for it); counts into popularity."""

@@ -6,6 +6,7 @@ import pytest
 from contract.ranking import Candidate
 from contract.settings import Settings
 from features.cache import StateCache
+from features.privacy import pseudonym
 from features.store import OnlineFeatures
 from stream.pipeline import Pipeline, RawMessage
 from stream.writeback import WriteBehind
@@ -70,12 +71,13 @@ async def test_online_state_follows_the_events_and_redelivery_is_idempotent(pipe
     writeback = WriteBehind(pipeline.state, store, ack)
     writeback.published(["e1", "e2", "e3"])
     assert await writeback.flush() and acked == ["e1", "e2", "e3"]
-    state = store.read(["s1", "s2"], ["a", "b"], ["u1"])
+    user = pseudonym(b"", "u1")  # users are kept under their pseudonym
+    state = store.read(["s1", "s2"], ["a", "b"], [user])
     assert state.sessions["s1"].item_ids == ("a", "b")
     assert state.sessions["s1"].event_types == ("view", "purchase")
     assert state.sessions["s1"].purchased_items == ("b",)
     assert state.items["a"].interaction_count == 2 and state.items["b"].purchase_count == 1
-    assert state.users["u1"].event_count == 3 and state.users["u1"].session_count == 2
+    assert state.users[user].event_count == 3 and state.users[user].session_count == 2
 
 
 async def test_triton_outage_serves_popular_items_with_a_fallback_reason(pipeline):
@@ -106,3 +108,19 @@ async def test_excluding_the_whole_session(tmp_path):
     pipe = Pipeline(settings, StateCache(features), FakeRanker())
     result = await pipe.process(messages([event(0, item="i0"), event(1, item="i1"), event(2, item="i2")]))
     assert [i.item_id for i in result.recommendations[-1].items] == ["i3", "i4", "i5", "i6", "i7"]
+
+
+async def test_user_ids_are_pseudonymous_everywhere_unless_publishing_them_is_configured(tmp_path):
+    for publish in (False, True):
+        settings = Settings(run_dir=tmp_path / str(publish), online_store="sqlite", k=5, pseudonym_key="k3y",
+                            publish_user_id=publish)
+        features = OnlineFeatures(settings)
+        features.apply()
+        pipe = Pipeline(settings, StateCache(features), FakeRanker())
+        rec = (await pipe.process(messages([event(1)]))).recommendations[0]
+        features.write(pipe.state.take_dirty())  # what the write-behind does
+        hidden = pseudonym(b"k3y", "u1")
+        assert hidden != pseudonym(b"other", "u1") and hidden.startswith("p_")
+        assert rec.user_id == ("u1" if publish else hidden) and rec.session_id == "s1"
+        assert features.read([], [], [hidden]).users[hidden].event_count == 1
+        assert features.read([], [], ["u1"]).users["u1"].event_count == 0
