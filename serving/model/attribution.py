@@ -2,15 +2,48 @@
 interaction whose removal lowers its score most (leave-one-out occlusion, faithful by construction).
 
 Sequences are LEFT-padded with 0 (most recent interaction last), as the model expects.
+
+Two ways to score the occluded variants, equal to float tolerance:
+
+* ``"brute"``: one full forward pass (``model.score_last``) per variant. Works for any model with
+  ``score_last``.
+* ``"prefix"`` (default): exact and much cheaper for ``SessionTransformer``. The model is causal and
+  positions count from each row's first interaction, so deleting position p leaves every earlier
+  position's hidden states (per layer) unchanged. One pass over the batch caches each layer's
+  keys/values and the final hidden states; each variant then recomputes only the positions after
+  p (their positions one lower), layer by layer, attending to the cached prefix; the last layer
+  only needs the last position unless the copy head needs every final state. Deleting the most
+  recent interaction needs no recomputation at all (the variant's answer is the cached state one
+  step earlier). The ranking itself comes from the same pass (padding positions are skipped), and
+  the copy head's pointer reuses the cached copy keys of the prefix. All variants of a batch run
+  together: recomputed positions as one flat list through the linear layers, and one attention
+  call per layer over (cached keys, each variant's own recomputed keys). Other models, training
+  mode and rows longer than ``max_len`` (where a deletion lets an older interaction into the
+  model's window) use ``"brute"``. About 2.5x faster than ``"brute"`` at batch 32-64 with window
+  10 (serving.offline.bench_compute), the same at batch 1.
+
+Deleting any one of a run of identical neighbours (same item and event type) leaves the same
+session; both methods give the run one score, so the tie is exact and goes to the most recent.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
+import torch.nn.functional as F
 
 # Variant sequences scored per forward pass: bounds memory at chunk x catalogue logits.
 OCCLUSION_CHUNK = 128
+# "prefix": elements of the per-chunk attention scores (rows x heads x queries x keys).
+PREFIX_CHUNK_ELEMENTS = 1 << 21
+# "prefix": deleted columns handled together (their recomputed suffixes attend to each other's slots).
+PREFIX_BLOCK = 10
+# "prefix": elements of one block of catalogue logits.
+LOGIT_CHUNK_ELEMENTS = 1 << 22
+
+METHODS = ("prefix", "brute")
 
 
 @dataclass
@@ -50,21 +83,26 @@ def score_candidates(model, items, types, candidates: torch.Tensor) -> torch.Ten
 
 @torch.no_grad()
 def rank_with_attribution(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int,
-                          attribute: bool = True, window: int = 0) -> RankedBatch:
+                          attribute: bool = True, window: int = 0, method: str = "prefix") -> RankedBatch:
     """``window``: attribute over the most recent ``window`` interactions only (0 = all); the
-    cost grows with the number of interactions tried, and recent ones drive session models."""
+    cost grows with the number of interactions tried, and recent ones drive session models.
+    ``method``: how occluded variants are scored, ``"prefix"`` or ``"brute"`` (module docstring)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     # Drop the padding columns no row uses: positions count from each row's first interaction,
     # so scores are unchanged and the (quadratic) attention runs on the real length only.
     used = (items != 0).any(0).nonzero()
     offset = int(used[0]) if used.numel() else items.shape[1] - 1
     items, types = items[:, offset:], types[:, offset:]
-    ranked = _rank(model, items, types, n_candidates, attribute, window)
+    ranked = _rank(model, items, types, n_candidates, attribute, window, method)
     ranked.attr_pos = torch.where(ranked.attr_pos >= 0, ranked.attr_pos + offset, ranked.attr_pos)
     return ranked
 
 
-def _rank(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int, attribute: bool, window: int) -> RankedBatch:
-    logits = model.score_last(items, types).float()
+def _rank(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int, attribute: bool, window: int,
+          method: str = "prefix") -> RankedBatch:
+    base = _BasePass(model, items, types) if attribute and method == "prefix" and supports_prefix(model, items) else None
+    logits = base.scores() if base is not None else model.score_last(items, types).float()
     logits[:, 0] = float("-inf")  # padding index is never an item
     n_candidates = min(n_candidates, logits.shape[1] - 1)
     scores, top = logits.topk(n_candidates, dim=1)
@@ -79,9 +117,15 @@ def _rank(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int, at
     positions = positions + first
     if rows.numel() == 0:
         return RankedBatch(top, scores, attr_pos, attr_drop)
-    variant_scores = score_candidates(
-        model, remove_positions(items, rows, positions), remove_positions(types, rows, positions), top[rows]
-    ).float()
+    if base is not None:
+        variant_scores = base.variant_scores(first, top)
+    else:
+        variant_scores = score_candidates(
+            model, remove_positions(items, rows, positions), remove_positions(types, rows, positions), top[rows]
+        ).float()
+    # Deleting any interaction of a run of identical ones (same item and type) leaves the same
+    # session: the run shares one score (its most recent member's), so the tie is exact.
+    variant_scores = variant_scores[_run_representative(items, types, rows, positions, first)]
     drops = scores[rows] - variant_scores  # [V, C]
 
     # Per row, the variant with the largest drop for each candidate: scatter-max over rows.
@@ -94,3 +138,274 @@ def _rank(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int, at
     has_rows = torch.isfinite(best)
     attr_drop = torch.where(has_rows, best, attr_drop)
     return RankedBatch(top, scores, attr_pos, attr_drop)
+
+
+def _run_representative(items, types, rows, positions, first: int) -> torch.Tensor:
+    """For each variant (rows[v], positions[v]), the variant deleting the most recent interaction
+    of the run of identical (item, type) neighbours that positions[v] belongs to."""
+    batch, width = items.shape
+    same_next = (items[:, :-1] == items[:, 1:]) & (types[:, :-1] == types[:, 1:])
+    ends = torch.cat([~same_next, same_next.new_ones(batch, 1)], 1)
+    columns = torch.arange(width, device=items.device).expand(batch, width)
+    run_end = torch.where(ends, columns, width).flip(1).cummin(1).values.flip(1)
+    index = torch.full((batch, width - first), -1, dtype=torch.long, device=items.device)
+    index[rows, positions - first] = torch.arange(rows.numel(), device=items.device)
+    return index[rows, run_end[rows, positions] - first]
+
+
+# ----------------------------------------------------------------------------- prefix reuse
+def supports_prefix(model, items: torch.Tensor) -> bool:
+    """Whether ``"prefix"`` can score this batch exactly: a SessionTransformer-like model in eval
+    mode, and no row longer than ``max_len`` (the batch is trimmed to its used width first)."""
+    needed = ("item_emb", "pos_emb", "type_emb", "blocks", "final_ln", "cfg")
+    return (all(hasattr(model, name) for name in needed) and not model.training
+            and items.shape[1] <= model.cfg.max_len)
+
+
+def _embed(model, items: torch.Tensor, types: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """Input vectors of real interactions (as SessionTransformer.forward, eval mode)."""
+    x = model.item_emb(items) * math.sqrt(model.cfg.d_model) + model.pos_emb(positions) + model.type_emb(types)
+    if getattr(model, "cat_emb", None) is not None:
+        x = x + model.cat_emb(model.item_category[items])
+    return x
+
+
+def _split_qkv(block, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-token queries, keys, values [T, H, dh] of a block's attention for inputs x [T, d]."""
+    heads = block.attn.n_heads
+    qkv = block.attn.qkv(block.ln1(x))
+    return qkv.view(x.shape[0], 3, heads, x.shape[1] // heads).unbind(1)
+
+
+def _finish_block(block, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+    """Residual + projection, then the feed-forward half of a pre-LN block (eval mode)."""
+    x = x + block.attn.proj(attended)
+    return x + block.ffn(block.ln2(x))
+
+
+def _pointer(model, query_hidden: torch.Tensor, att: torch.Tensor, key_mask: torch.Tensor):
+    """Copy head from raw pointer scores: att [N, K] (q.k / sqrt(d) + recency), key_mask [N, K]
+    -> alpha [N, K], log g [N], log(1 - g) [N] (as SessionTransformer.copy_weights)."""
+    att = att.float().masked_fill(~key_mask, float("-inf"))
+    any_key = key_mask.any(-1, keepdim=True)
+    alpha = torch.where(any_key, att.softmax(-1), 0.0)  # an empty session points nowhere
+    keys = key_mask.float()
+    eps = torch.sigmoid(model.copy_floor)
+    alpha = (1 - eps) * alpha + eps * keys / keys.sum(-1, keepdim=True).clamp_min(1.0)
+    z = model.copy_gate(query_hidden).float().squeeze(-1)
+    return alpha, F.logsigmoid(z), F.logsigmoid(-z)
+
+
+def _recency(model, dist: torch.Tensor) -> torch.Tensor:
+    return model.copy_recency(dist.clamp(0, model.cfg.max_len - 1)).squeeze(-1)
+
+
+class _BasePass:
+    """One pass over the batch that keeps what every occluded variant reuses: per layer the
+    keys/values of every real position, the final hidden states (and their copy-head keys)."""
+
+    def __init__(self, model, items: torch.Tensor, types: torch.Tensor):
+        self.model, self.items, self.types = model, items, types
+        cfg = model.cfg
+        batch, width = items.shape
+        d = cfg.d_model
+        self.valid = valid = items > 0
+        self.positions = valid.long().cumsum(1) * valid
+        self.copy_head = bool(getattr(cfg, "copy_head", False))
+        bi, ci = valid.nonzero(as_tuple=True)  # real positions only: padding never reaches a real one
+        x = _embed(model, items[bi, ci], types[bi, ci], self.positions[bi, ci])
+        causal = torch.ones(width, width, dtype=torch.bool, device=items.device).tril()
+        eye = torch.eye(width, dtype=torch.bool, device=items.device)
+        allowed = (causal & valid[:, None, :] | eye).unsqueeze(1)  # [B, 1, L, L]
+        allowed = torch.zeros(allowed.shape, dtype=x.dtype, device=items.device).masked_fill_(~allowed, float("-inf"))
+        self.keys, self.values = [], []
+        for block in model.blocks:
+            qkv = torch.stack(_split_qkv(block, x), 1)  # [T, 3, H, dh]
+            padded = x.new_zeros(batch, width, *qkv.shape[1:])
+            padded[bi, ci] = qkv
+            qp, kp, vp = padded.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, L, dh] each
+            y = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=allowed)
+            x = _finish_block(block, x, y.transpose(1, 2)[bi, ci].reshape(-1, d))
+            self.keys.append(kp)
+            self.values.append(vp)
+        hidden = model.final_ln(x)
+        self.hidden = x.new_zeros(batch, width, d)
+        self.hidden[bi, ci] = hidden
+        if self.copy_head:
+            self.copy_keys = x.new_zeros(batch, width, d)
+            self.copy_keys[bi, ci] = model.copy_k(hidden)
+
+    @cached_property
+    def empty(self) -> torch.Tensor:
+        """The final state of an empty session (the answer after deleting a row's only interaction)."""
+        return self.model.forward(self.items.new_zeros(1, 1), self.types.new_zeros(1, 1))[0, -1]
+
+    def _or_empty(self, has_state: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """``hidden`` [N, d] where ``has_state`` [N, 1], else the empty session's state."""
+        return hidden if bool(has_state.all()) else torch.where(has_state, hidden, self.empty)
+
+    def scores(self) -> torch.Tensor:
+        """``model.score_last`` of the batch [B, n_items + 1] from the cached states."""
+        model, items, valid = self.model, self.items, self.valid
+        width = items.shape[1]
+        last = self._or_empty(valid[:, -1:], self.hidden[:, -1])  # [B, d]
+        logits = model.logits(last)
+        if not self.copy_head:
+            return logits
+        dist = width - 1 - torch.arange(width, device=items.device)
+        att = torch.einsum("bd,bld->bl", model.copy_q(last), self.copy_keys) / math.sqrt(model.cfg.d_model)
+        alpha, log_g, log_1mg = _pointer(model, last, att + _recency(model, dist), valid)
+        out = F.pad(log_1mg[:, None] + logits[:, 1:].log_softmax(-1), (1, 0), value=float("-inf"))
+        # Pointer mass is 0 off the session's items (where log-adding -inf changes nothing): mix
+        # only at the session's items. Padding (column 0) gets no mass and stays -inf.
+        mass = torch.zeros_like(logits).scatter_add_(1, items, alpha).gather(1, items)  # [B, L]
+        log_copy = torch.where(mass > 0, mass.clamp_min(1e-38).log(), float("-inf"))
+        return out.scatter_(1, items, torch.logaddexp(out.gather(1, items), log_g[:, None] + log_copy))
+
+    def variant_scores(self, first: int, candidates: torch.Tensor) -> torch.Tensor:
+        """Scores [V, C] of each row's ``candidates`` [B, C] with one real position p >= ``first``
+        deleted, variants in the order of ``(items[:, first:] != 0).nonzero()``."""
+        items = self.items
+        batch, width = items.shape
+        rows, positions = (items[:, first:] != 0).nonzero(as_tuple=True)
+        index = torch.full((batch, width - first), -1, dtype=torch.long, device=items.device)
+        index[rows, positions] = torch.arange(rows.numel(), device=items.device)
+        out = torch.empty(rows.numel(), candidates.shape[1], dtype=torch.float32, device=items.device)
+
+        # Chunks of rows of similar length, each trimmed to its longest row; the deleted columns in
+        # blocks of PREFIX_BLOCK (a block recomputes PREFIX_BLOCK x suffix positions per row).
+        lengths = self.valid.sum(1)
+        heads = self.model.blocks[0].attn.n_heads if len(self.model.blocks) else 1
+        slots = min(PREFIX_BLOCK, width - first) * (width - first)
+        rows_per_chunk = max(1, PREFIX_CHUNK_ELEMENTS // (heads * slots * (width + slots)))
+        if rows_per_chunk >= batch:
+            chunks: list = [slice(None)]  # the whole batch: views of the caches, no copies
+        else:
+            order = lengths.argsort()
+            chunks = [order[start:start + rows_per_chunk] for start in range(0, batch, rows_per_chunk)]
+        for chunk in chunks:
+            cw = int(lengths[chunk].max())
+            if cw == 0:
+                continue  # only empty sessions: nothing to delete
+            left = width - cw
+            for block in range(max(first, left), width, PREFIX_BLOCK):
+                n_deleted = min(PREFIX_BLOCK, width - block)
+                dense = self._chunk_scores(chunk, left, block - left, n_deleted, candidates[chunk])  # [b, n, C]
+                where = index[chunk][:, block - first:block - first + n_deleted]
+                ok = where >= 0
+                out[where[ok]] = dense[ok]
+        return out
+
+    def _chunk_scores(self, rows: torch.Tensor | slice, left: int, first: int, n_deleted: int,
+                      candidates: torch.Tensor) -> torch.Tensor:
+        """Dense [b, n, C] scores of rows ``rows`` trimmed to columns ``left:``; variant k < n deletes
+        column ``first + k`` (chunk coordinates). Entries of variants whose column is padding are
+        meaningless."""
+        model = self.model
+        d = model.cfg.d_model
+        device = self.items.device
+        items, types = self.items[rows, left:], self.types[rows, left:]
+        valid, positions = self.valid[rows, left:], self.positions[rows, left:]
+        batch, width = items.shape
+        n_tail = width - first  # columns from the first deleted one to the end
+        k_idx = torch.arange(n_deleted, device=device)
+        exists = valid[:, first:first + n_deleted]  # [b, n]: variant k deletes a real interaction
+        # Recomputed tokens (b, k, j): the variant deleting column first + k needs column first + j
+        # for every j > k. Within a row they sit in slots, the pairs (k, j) in order.
+        after = torch.arange(n_tail, device=device)[None, :] > k_idx[:, None]  # [n, tail]
+        slot_k, slot_j = after.nonzero(as_tuple=True)
+        n_slots = slot_k.numel()
+        slot_of = torch.zeros(n_deleted, n_tail, dtype=torch.long, device=device)
+        slot_of[slot_k, slot_j] = torch.arange(n_slots, device=device)
+        tb, tk, tj = (exists[:, :, None] & after).nonzero(as_tuple=True)
+        ts = slot_of[tk, tj]
+        columns = first + tj
+        # Positions after the deleted one move down by one.
+        x = _embed(model, items[tb, columns], types[tb, columns], positions[tb, columns] - 1)
+
+        # Keys of slot (k, j): the row's cached keys before the deleted column, and the recomputed
+        # keys (k, j') of its own variant, j' <= j. Slots of variants that do not exist see their
+        # own (zero) keys only: no NaN, and their outputs are dropped.
+        col = torch.arange(width, device=device)
+        cached_ok = valid[:, None, :] & (col[None, None, :] < (first + slot_k)[None, :, None])  # [b, S, width]
+        own_ok = (slot_k[:, None] == slot_k[None, :]) & (slot_j[None, :] <= slot_j[:, None])  # [S, S]
+        allowed = torch.cat([cached_ok, own_ok.expand(batch, n_slots, n_slots)], -1).unsqueeze(1)
+        allowed = torch.zeros(allowed.shape, dtype=x.dtype, device=device).masked_fill_(~allowed, float("-inf"))
+        last_slots = slot_of[:n_tail - 1, -1]  # (k, tail - 1), k < tail - 1: each variant's most recent position
+        last_token = tj == n_tail - 1
+
+        n_layers = len(model.blocks)
+        for layer, block in enumerate(model.blocks):
+            if tb.numel() == 0:
+                break
+            q, k, v = _split_qkv(block, x)
+            heads, dh = q.shape[1], q.shape[2]
+            query = q.new_zeros(batch, n_slots, heads, dh)
+            query[tb, ts] = q
+            query = query.transpose(1, 2)  # [b, H, S, dh]
+            # keys/values [b, H, width + S, dh]: the cached columns, then the recomputed slots
+            keys = q.new_empty(batch, width + n_slots, heads, dh)
+            values = q.new_empty(batch, width + n_slots, heads, dh)
+            keys[:, :width] = self.keys[layer][rows, :, left:].transpose(1, 2)
+            values[:, :width] = self.values[layer][rows, :, left:].transpose(1, 2)
+            keys[:, width:] = 0  # slots of variants that do not exist
+            values[:, width:] = 0
+            keys[tb, width + ts] = k
+            values[tb, width + ts] = v
+            keys, values = keys.transpose(1, 2), values.transpose(1, 2)
+            if layer == n_layers - 1 and not self.copy_head:
+                # The last layer: only each variant's most recent position is used.
+                y = F.scaled_dot_product_attention(query[:, :, last_slots], keys, values,
+                                                   attn_mask=allowed[:, :, last_slots])
+                x = _finish_block(block, x[last_token], y.transpose(1, 2)[tb[last_token], tk[last_token]].reshape(-1, d))
+                tb, tk, tj = tb[last_token], tk[last_token], tj[last_token]
+                last_token = torch.ones_like(tb, dtype=torch.bool)
+            else:
+                y = F.scaled_dot_product_attention(query, keys, values, attn_mask=allowed)
+                x = _finish_block(block, x, y.transpose(1, 2)[tb, ts].reshape(-1, d))
+        final = model.final_ln(x) if tb.numel() else x
+
+        # The variant's most recent state: recomputed at the last column, or, when the last
+        # interaction is the deleted one, the cached state one column earlier (empty session: none).
+        last = x.new_zeros(batch, n_deleted, d)
+        last[tb[last_token], tk[last_token]] = final[last_token]
+        if first + n_deleted == width:
+            last[:, -1] = self._or_empty(valid[:, -2:-1], self.hidden[rows, -2]) if width >= 2 else self.empty
+
+        flat = last.reshape(-1, d)
+        n_cand = candidates.shape[1]
+        cand = candidates[:, None, :].expand(batch, n_deleted, n_cand).reshape(-1, n_cand)
+        weights = model.item_emb.weight
+        if not self.copy_head:
+            scores = torch.einsum("vd,vcd->vc", flat.float(), weights[cand].float())
+            return scores.view(batch, n_deleted, n_cand)
+
+        # Generation part: log-softmax over the catalogue at the candidates.
+        gen = torch.empty(flat.shape[0], n_cand, dtype=torch.float32, device=device)
+        step = max(1, LOGIT_CHUNK_ELEMENTS // weights.shape[0])
+        for s in range(0, flat.shape[0], step):
+            logits = model.logits(flat[s:s + step])  # column 0 is -inf
+            top = logits.amax(-1, keepdim=True)
+            chosen = logits.gather(1, cand[s:s + step])
+            gen[s:s + step] = chosen - (top + logits.sub_(top).exp_().sum(-1, keepdim=True).log())  # log-sum-exp, in place
+
+        # Pointer over the variant's items: copy-head keys of cached prefix states and of the
+        # recomputed ones; distance to the variant's last step is one less before the deleted column.
+        copy_keys = self.copy_keys[rows, left:]  # [b, width, d]
+        region_ck = copy_keys[:, None, first:].expand(batch, n_deleted, n_tail, d).clone()
+        if tb.numel():
+            region_ck[tb, tk, tj] = model.copy_k(final)
+        query = model.copy_q(last)  # [b, P, d]
+        att = torch.cat([torch.einsum("bkd,bsd->bks", query, copy_keys[:, :first]),
+                         torch.einsum("bkd,bksd->bks", query, region_ck)], -1) / math.sqrt(d)
+        col = torch.arange(width, device=device)
+        deleted = first + k_idx
+        dist = width - 1 - col[None, :] - (col[None, :] < deleted[:, None]).long()  # [P, width]
+        att = att + _recency(model, dist)
+        key_mask = valid[:, None, :] & (col[None, None, :] != deleted[None, :, None])  # [b, P, width]
+        alpha, log_g, log_1mg = _pointer(model, flat, att.reshape(-1, width), key_mask.reshape(-1, width))
+        match = (items[:, :, None] == candidates[:, None, :]).float()  # [b, width, C]
+        copy = torch.einsum("bkw,bwc->bkc", alpha.view(batch, n_deleted, width), match).reshape(-1, n_cand)
+        log_copy = torch.where(copy > 0, copy.clamp_min(1e-38).log(), float("-inf"))
+        scores = torch.logaddexp(log_1mg[:, None] + gen, log_g[:, None] + log_copy)
+        return scores.view(batch, n_deleted, n_cand)
