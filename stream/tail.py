@@ -52,12 +52,13 @@ def summary(recs: list[Recommendation], event_ts: dict[str, int]) -> str:
     latencies = sorted(r.generated_at - event_ts[r.event_id] for r in recs if r.event_id in event_ts)
     span_s = max(1e-3, (max(r.generated_at for r in recs) - min(r.generated_at for r in recs)) / 1000)
 
-    def pct(p: float) -> int:
-        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else 0
+    def pct(p: float) -> str:
+        return f"{latencies[min(len(latencies) - 1, int(p * len(latencies)))]} ms" if latencies else "n/a"
 
     fallbacks = sum(r.fallback is not None for r in recs)
     return (f"{len(recs)} recommendations in {span_s:.1f}s ({len(recs) / span_s:.0f}/s); event->recommendation "
-            f"latency p50 {pct(0.5)} ms, p95 {pct(0.95)} ms, p99 {pct(0.99)} ms; fallbacks {fallbacks}")
+            f"latency p50 {pct(0.5)}, p95 {pct(0.95)}, p99 {pct(0.99)} (of {len(latencies)} timed); "
+            f"fallbacks {fallbacks}")
 
 
 def parse_or_warn(parse, message):
@@ -85,11 +86,15 @@ def main(from_beginning: bool = typer.Option(False), max_messages: int = typer.O
     console = Console()
     recs: list[Recommendation] = []
     event_ts: dict[str, int] = {}
+    untimed: set[str] = set()  # recommendations whose event has not been read yet
     for message in consumer:
         if message.topic == settings.events_topic:  # read only to time the summary line
             event = parse_or_warn(lambda: parse_event(message.value or b"", settings.max_event_bytes), message)
             if event is not None:
                 event_ts[event.event_id] = event.ts
+                untimed.discard(event.event_id)
+            if max_messages and len(recs) >= max_messages and not untimed:
+                break
             continue
         rec = parse_or_warn(lambda: Recommendation.model_validate_json(message.value or b""), message)
         if rec is None:
@@ -97,11 +102,13 @@ def main(from_beginning: bool = typer.Option(False), max_messages: int = typer.O
         if not rec.session_id.startswith(session_prefix):
             continue
         recs.append(rec)
+        if show and rec.event_id not in event_ts:
+            untimed.add(rec.event_id)
         if raw:
             console.print_json(message.value.decode())
         elif not show or len(recs) <= show:
             render(rec, console)
-        if max_messages and len(recs) >= max_messages:
+        if max_messages and len(recs) >= max_messages and not untimed:
             break
     consumer.close()
     if show and recs:

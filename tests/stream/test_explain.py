@@ -50,3 +50,13 @@ def test_humanize():
     assert humanize("view:i-42") == "because you viewed i-42"
     assert humanize("add_to_cart:i-1") == "because you added to cart i-1"
     assert humanize("category:c3").startswith("same category")
+
+
+def test_tail_summary_times_what_it_can_and_says_when_it_cannot():
+    from contract.messages import Recommendation
+    from stream.tail import summary
+
+    recs = [Recommendation(event_id=f"e{n}", session_id="s", user_id=None, items=[], model_version="m:1",
+                           generated_at=1_000 + 10 * n) for n in range(10)]
+    assert "p50 15 ms" in summary(recs, {f"e{n}": 1_000 + 10 * n - 10 - n for n in range(10)})
+    assert "p50 n/a" in summary(recs, {}) and "(of 0 timed)" in summary(recs, {})
