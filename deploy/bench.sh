@@ -28,7 +28,7 @@ fi
 bash deploy/up.sh kafka redis prometheus triton
 served=$(ls -d "$MODEL_REPO/$MODEL_NAME"/[0-9]* | sort -V | tail -1)
 log "compute floor: $served in-process"
-"$PY" -m serving.online.bench_compute --model "$served" --batch-sizes 8,32,64 --seconds 3 | tee -a "$OUT.jsonl"
+"$PY" -m serving.offline.bench_compute --model "$served" --batch-sizes 8,32,64 --seconds 3 | tee -a "$OUT.jsonl"
 log "transport floor: Kafka round trip"
 "$PY" deploy/bench_client.py --echo --rate 200 --seconds 10 | tee -a "$OUT.jsonl"
 
