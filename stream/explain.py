@@ -21,15 +21,20 @@ def popularity_tokens(item_id: str, popularity: Popularity) -> list[str]:
     return []
 
 
+def session_categories(session: SessionState, categories: dict[str, str | None]) -> set[str | None]:
+    return {categories.get(i) for i in session.item_ids}
+
+
 def explain_model_item(candidate: Candidate, session: SessionState, categories: dict[str, str | None],
-                       popularity: Popularity) -> list[str]:
+                       in_session: set[str | None], popularity: Popularity) -> list[str]:
+    """``in_session``: the session's categories (session_categories), computed once per event."""
     item_id, index = candidate.item_id, candidate.attr_index
     tokens = []
     # An item is never explained by itself (an earlier view of the same item, say).
     if 0 <= index < len(session.item_ids) and candidate.attr_drop > 0 and session.item_ids[index] != item_id:
         tokens.append(f"{session.event_types[index]}:{session.item_ids[index]}")
     category = categories.get(item_id)
-    if category is not None and category in {categories.get(i) for i in session.item_ids}:
+    if category is not None and category in in_session:
         tokens.append(f"category:{category}")
     tokens += popularity_tokens(item_id, popularity)
     if len(session.item_ids) < MIN_PERSONALISED_LENGTH:

@@ -25,7 +25,7 @@ from features.privacy import pseudonym
 from features.state import OnlineState, SessionState, apply_events
 from serving.online.client import TRITON_ERRORS, SessionRow
 from stream import metrics
-from stream.explain import explain_fill_item, explain_model_item
+from stream.explain import explain_fill_item, explain_model_item, session_categories
 from stream.metrics import timed
 from stream.popularity import Popularity
 from stream.ranking import select_items
@@ -173,9 +173,10 @@ class Pipeline:
     def explain(self, event: Event, session: SessionState, picks: list[Candidate], categories: dict[str, str | None],
                 version: str, fallback: FallbackReason | None) -> Recommendation:
         items = []
+        in_session = session_categories(session, categories)
         for pick in picks:
             if pick.from_model:
-                tokens = explain_model_item(pick, session, categories, self.popularity)
+                tokens = explain_model_item(pick, session, categories, in_session, self.popularity)
             else:
                 tokens = explain_fill_item(pick.item_id, self.popularity, fallback)
             items.append(RecommendedItem(item_id=pick.item_id, score=round(pick.score, 6), explanation=tokens))

@@ -32,9 +32,9 @@ def left_padded_bytes(rows: Sequence[Sequence[str]], length: int) -> np.ndarray:
 def parse_response(items: np.ndarray, scores: np.ndarray, positions: np.ndarray,
                    drops: np.ndarray) -> list[list[Candidate]]:
     """Output tensors [B, C] -> one ranked candidate list per row."""
-    return [[Candidate(item.decode(), float(score), int(pos), float(drop))
-             for item, score, pos, drop in zip(*row)]
-            for row in zip(items, scores, positions, drops)]
+    # tolist() first: Python numbers from C in one go, not a numpy scalar per element.
+    return [[Candidate(item.decode(), score, pos, drop) for item, score, pos, drop in zip(*row)]
+            for row in zip(items.tolist(), scores.tolist(), positions.tolist(), drops.tolist())]
 
 
 class CircuitOpen(ConnectionError):

@@ -1,6 +1,6 @@
 from contract.ranking import Candidate
 from features.state import SessionState
-from stream.explain import explain_fill_item, explain_model_item
+from stream.explain import explain_fill_item, explain_model_item, session_categories
 from stream.popularity import Popularity
 from stream.ranking import select_items
 from stream.tail import humanize
@@ -17,20 +17,22 @@ def popularity_with(counts: dict[str, int]) -> Popularity:
 
 
 def test_model_item_cites_the_attributed_interaction_and_shared_category():
-    tokens = explain_model_item(Candidate("x", 1.0, attr_index=1, attr_drop=0.7), SESSION,
-                                categories={"x": "c9", "b": "c9", "a": "c1"}, popularity=popularity_with({}))
+    categories = {"x": "c9", "b": "c9", "a": "c1"}
+    tokens = explain_model_item(Candidate("x", 1.0, attr_index=1, attr_drop=0.7), SESSION, categories,
+                                session_categories(SESSION, categories), popularity_with({}))
     assert tokens == ["add_to_cart:b", "category:c9"]
 
 
 def test_no_positive_attribution_means_popularity_carried_it():
-    tokens = explain_model_item(Candidate("x", 1.0, attr_index=1, attr_drop=-0.2), SESSION, categories={},
-                                popularity=popularity_with({}))
+    tokens = explain_model_item(Candidate("x", 1.0, attr_index=1, attr_drop=-0.2), SESSION, {}, set(),
+                                popularity_with({}))
     assert tokens == ["popular"]
 
 
 def test_short_session_is_cold_start():
     short = SessionState(item_ids=("a",), event_types=("view",))
-    tokens = explain_model_item(Candidate("x", 1.0, 0, 1.0), short, {}, popularity_with({"x": 5, "y": 1, "z": 1}))
+    popularity = popularity_with({"x": 5, "y": 1, "z": 1})
+    tokens = explain_model_item(Candidate("x", 1.0, 0, 1.0), short, {}, set(), popularity)
     assert tokens == ["view:a", "popular", "cold_start"]
 
 
