@@ -190,4 +190,6 @@ if [[ ! -s $SECRETS ]]; then
     (umask 077; printf 'RECO_PSEUDONYM_KEY=%s\n' "$(head -c 32 /dev/urandom | base64 | tr -d '\n')" >"$SECRETS")
 fi
 
+bash deploy/setup_k8s_tools.sh  # helm, kubeconform and schemas for tests/deploy/test_cluster_manifests.py
+
 log "setup: done in $((SECONDS - t0))s"
