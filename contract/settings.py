@@ -75,12 +75,14 @@ class Settings(BaseSettings):
     online_store: Literal["sqlite", "redis"] = "redis"  # `make up` starts Redis; sqlite embeds Feast
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
+    redis_password: SecretStr = SecretStr("")
     project_name: str = "streamreco"
 
     # Local stack
     run_dir: Path = PROJECT_ROOT / ".run"
     stack_dir: Path = PROJECT_ROOT / ".stack"
     model_repo: Path = PROJECT_ROOT / "model_repo"
+    bind_host: str = "127.0.0.1"  # the worker's web and metrics ports; 0.0.0.0 in a container
     worker_web_port: int = 6066
     metrics_port: int = 9108
     prometheus_port: int = 9090
@@ -96,7 +98,8 @@ class Settings(BaseSettings):
 
     @property
     def redis_connection_string(self) -> str:
-        return f"{self.redis_host}:{self.redis_port}"
+        password = self.redis_password.get_secret_value()
+        return f"{self.redis_host}:{self.redis_port}" + (f",password={password}" if password else "")
 
 
 @lru_cache

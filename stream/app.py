@@ -37,7 +37,7 @@ R = TypeVar("R")
 app = faust.App(
     settings.consumer_group,
     broker=f"kafka://{settings.bootstrap_servers}",
-    web_host="127.0.0.1",
+    web_host=settings.bind_host,
     web_port=settings.worker_web_port,
     topic_partitions=settings.topic_partitions,
     consumer_auto_offset_reset="earliest",
@@ -153,7 +153,7 @@ def make_ranker() -> TritonRanker:
 @app.task
 async def expose_metrics():
     metrics.initialise_labels()
-    start_http_server(settings.metrics_port, addr="127.0.0.1")
+    start_http_server(settings.metrics_port, addr=settings.bind_host)
 
 
 _probe: list[TritonRanker] = []

@@ -37,7 +37,6 @@ VARIANTS: dict[str, list[str]] = {
 # RECO_* names the manifests set for settings the worker does not have yet: the address its
 # metrics and web servers bind to (loopback now, which probes and Prometheus cannot reach) and the
 # Redis password (for Feast's connection string). Drop a name here once contract/settings.py has it.
-PENDING_SETTINGS = {"RECO_BIND_HOST", "RECO_REDIS_PASSWORD"}
 SETTINGS_NAMES = {f"RECO_{name.upper()}" for name in Settings.model_fields}
 TIMEOUT_S = 60
 
@@ -174,7 +173,7 @@ def test_worker_settings_are_the_workers(rendered: dict[str, str]) -> None:
     env = _worker_env(objs)
     worker = _container(_one(objs, "Deployment", "worker"), "worker")
     names = set(env) | {e["name"] for e in worker.get("env", [])}
-    unknown = names - SETTINGS_NAMES - PENDING_SETTINGS
+    unknown = names - SETTINGS_NAMES
     assert not unknown, f"not settings of contract/settings.py: {sorted(unknown)}"
     defaults = Settings()
     assert env["RECO_EVENTS_TOPIC"] == defaults.events_topic
@@ -370,7 +369,7 @@ def test_compose_services() -> None:
     assert re.fullmatch(r"nvcr\.io/nvidia/tritonserver:\d\d\.\d\d-py3", services["triton"]["image"])
     worker = services["worker"]
     assert worker["build"]["dockerfile"] == "deploy/Dockerfile"
-    unknown = set(worker["environment"]) - SETTINGS_NAMES - PENDING_SETTINGS
+    unknown = set(worker["environment"]) - SETTINGS_NAMES
     assert "RECO_PSEUDONYM_KEY" in worker["environment"]
     assert not unknown, f"not settings of contract/settings.py: {sorted(unknown)}"
     # Every file or folder the services mount or build from is in the repo.
