@@ -45,6 +45,7 @@ app = faust.App(
     broker_session_timeout=settings.session_timeout_s,
     broker_heartbeat_interval=settings.session_timeout_s / 4,
     broker_commit_interval=settings.commit_interval_s,
+    producer_linger=settings.producer_linger_s,
     datadir=str(settings.run_dir / "faust"),
     producer_max_request_size=settings.max_dlq_record_bytes,
     consumer_max_fetch_size=settings.max_message_bytes,

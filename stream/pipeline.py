@@ -104,7 +104,7 @@ class Pipeline:
         with timed("read_categories"):
             categories = await self.read_categories(folded.sessions, picks)
         with timed("explain"):
-            recs = [self.explain(e, s, p, categories, version, fallback).model_copy(update={"user_id": user})
+            recs = [self.explain(e, user, s, p, categories, version, fallback)
                     for e, s, p, user in zip(folded.events, folded.sessions, picks, folded.published_user_ids)]
         metrics.LAST_EVENT_TIMESTAMP.set(time.time())
         return BatchResult(recommendations=recs, dead_letters=folded.dead, event_ts=[e.ts for e in folded.events])
@@ -170,8 +170,8 @@ class Pipeline:
         items = (await self.state.load(item_ids=wanted)).items
         return {item: stats.category_id for item, stats in items.items()}
 
-    def explain(self, event: Event, session: SessionState, picks: list[Candidate], categories: dict[str, str | None],
-                version: str, fallback: FallbackReason | None) -> Recommendation:
+    def explain(self, event: Event, user_id: str | None, session: SessionState, picks: list[Candidate],
+                categories: dict[str, str | None], version: str, fallback: FallbackReason | None) -> Recommendation:
         items = []
         in_session = session_categories(session, categories)
         for pick in picks:
@@ -179,10 +179,12 @@ class Pipeline:
                 tokens = explain_model_item(pick, session, categories, in_session, self.popularity)
             else:
                 tokens = explain_fill_item(pick.item_id, self.popularity, fallback)
-            items.append(RecommendedItem(item_id=pick.item_id, score=round(pick.score, 6), explanation=tokens))
+            # model_construct: these values are the worker's own, already valid; validation costs.
+            items.append(RecommendedItem.model_construct(item_id=pick.item_id, score=round(pick.score, 6),
+                                                         explanation=tokens))
         reason: FallbackReason | None = fallback or (None if len(items) == self.settings.k else "too_few_candidates")
         if reason:
             metrics.FALLBACKS.labels(reason).inc()
-        return Recommendation(event_id=event.event_id, session_id=event.session_id, user_id=event.user_id,
-                              items=items, model_version=version,
-                              generated_at=int(time.time() * 1000), fallback=reason)
+        return Recommendation.model_construct(event_id=event.event_id, session_id=event.session_id,
+                                              user_id=user_id, items=items, model_version=version,
+                                              generated_at=int(time.time() * 1000), fallback=reason)
