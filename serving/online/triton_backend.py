@@ -51,6 +51,8 @@ class TritonPythonModel:
         version_dir = Path(args["model_repository"]) / args["model_version"]
         self.model, self.vocab = load_model_dir(version_dir, device=self.device)
         self.max_len = self.model.cfg.max_len
+        # Model index -> UTF-8 item id, for decoding every candidate with one array lookup.
+        self.item_names = np.array([b""] + [item.encode() for item in self.vocab.items], dtype=object)
 
     def execute(self, requests):
         """One response per request, in order; rows of all well-formed requests run as one batch."""
@@ -71,7 +73,7 @@ class TritonPythonModel:
 
     def finalize(self):
         """Triton unloads this version (a newer one is served): free the weights now."""
-        del self.model, self.vocab
+        del self.model, self.vocab, self.item_names
         if self.device == "cuda":
             torch.cuda.empty_cache()
 
@@ -86,8 +88,8 @@ class TritonPythonModel:
             raise BadRequest(f"SESSION_ITEMS {list(items.shape)} and SESSION_TYPES {list(types.shape)} "
                              "must both be [batch, length]")
         try:
-            return [[(_text(i), _text(t)) for i, t in zip(row_items, row_types) if _text(i)]
-                    for row_items, row_types in zip(items, types)]
+            return [[(_text(i), _text(t)) for i, t in zip(row_items, row_types) if i]
+                    for row_items, row_types in zip(items.tolist(), types.tolist())]
         except UnicodeDecodeError as error:
             raise BadRequest(f"inputs must be UTF-8: {error}") from None
 
@@ -113,7 +115,7 @@ class TritonPythonModel:
         ranked = rank_with_attribution(self.model, items, types, self.n_candidates, self.attribute, self.window)
         model_pos = ranked.attr_pos.cpu().numpy()
         session_pos = np.where(model_pos >= 0, np.take_along_axis(source, model_pos.clip(min=0), axis=1), -1)
-        names = [[self.vocab.decode(i).encode() for i in row] for row in ranked.items.tolist()]
+        names = self.item_names[ranked.items.cpu().numpy()]
         outputs = {"REC_ITEMS": names, "REC_SCORES": ranked.scores.cpu().numpy(), "ATTR_POS": session_pos,
                    "ATTR_DROP": ranked.attr_drop.cpu().numpy()}
         return {name: np.asarray(value, dtype=self.dtypes[name]) for name, value in outputs.items()}
