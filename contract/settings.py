@@ -1,7 +1,9 @@
 """The one settings object: topic names, ports, paths. Every value can be set from the
-environment with the ``RECO_`` prefix (e.g. ``RECO_BOOTSTRAP_SERVERS``)."""
+environment with the ``RECO_`` prefix (e.g. ``RECO_BOOTSTRAP_SERVERS``); secrets that `make setup`
+generates are read from ``<stack dir>/secrets.env`` (the environment wins over the file)."""
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -10,10 +12,12 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_STACK_DIR = PROJECT_ROOT / ".stack"
+SECRETS_FILE = Path(os.environ.get("RECO_STACK_DIR") or DEFAULT_STACK_DIR) / "secrets.env"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RECO_", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="RECO_", frozen=True, env_file=SECRETS_FILE, extra="ignore")
 
     # Kafka
     bootstrap_servers: str = "127.0.0.1:9092"
@@ -81,7 +85,7 @@ class Settings(BaseSettings):
 
     # Local stack
     run_dir: Path = PROJECT_ROOT / ".run"
-    stack_dir: Path = PROJECT_ROOT / ".stack"
+    stack_dir: Path = DEFAULT_STACK_DIR
     model_repo: Path = PROJECT_ROOT / "model_repo"
     bind_host: str = "127.0.0.1"  # the worker's web and metrics ports; 0.0.0.0 in a container
     worker_web_port: int = 6066

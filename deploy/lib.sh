@@ -16,16 +16,9 @@ die() { log "ERROR: $*"; exit 1; }
 # Ports and paths come from the one Settings object (contract/settings.py), so RECO_* env vars apply
 # here exactly as in the Python code. Falls back to its defaults when the venv is not there yet.
 load_settings() {
-    local out secrets=${RECO_STACK_DIR:-$ROOT/.stack}/secrets.env line name
-    # Secrets made by setup.sh, exported for every service (a value already in the environment wins).
-    if [[ -f $secrets ]]; then
-        while IFS= read -r line; do
-            [[ $line == RECO_*=* ]] || continue
-            name=${line%%=*}
-            [[ -n ${!name:-} ]] || export "$line"
-        done <"$secrets"
-    fi
-    if [[ -x $PY ]] && out=$(cd "$ROOT" && "$PY" - <<'EOF' 2>/dev/null
+    local out
+    [[ -x $PY ]] || die "no $PY: run \`make setup\` first (settings come from contract/settings.py)"
+    out=$(cd "$ROOT" && "$PY" - <<'EOF'
 from contract.settings import get_settings
 s = get_settings()
 host, _, port = s.bootstrap_servers.split(",")[0].rpartition(":")
@@ -38,15 +31,8 @@ vals = dict(RUN_DIR=s.run_dir, STACK_DIR=s.stack_dir, MODEL_REPO=s.model_repo, M
 for k, v in vals.items():
     print(f"{k}='{v}'")
 EOF
-    ); then
-        eval "$out"
-    else
-        RUN_DIR=${RECO_RUN_DIR:-$ROOT/.run}; STACK_DIR=${RECO_STACK_DIR:-$ROOT/.stack}
-        MODEL_REPO=${RECO_MODEL_REPO:-$ROOT/model_repo}; MODEL_NAME=${RECO_MODEL_NAME:-session_transformer}
-        KAFKA_HOST=127.0.0.1; KAFKA_PORT=9092; REDIS_PORT=${RECO_REDIS_PORT:-6379}
-        TRITON_HTTP_PORT=8000; TRITON_GRPC_PORT=8001; TRITON_METRICS_PORT=8002
-        PROMETHEUS_PORT=9090; WORKER_METRICS_PORT=9108; WORKER_WEB_PORT=6066; MAX_MESSAGE_BYTES=4194304
-    fi
+    ) || die "could not read the settings (contract/settings.py); see the error above"
+    eval "$out"
     KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
     PID_DIR=$RUN_DIR/pids
     LOG_DIR=$RUN_DIR/logs

@@ -59,7 +59,7 @@ class BatchResult:
 
 
 class RankerLike(Protocol):
-    async def rank(self, sessions: Sequence[SessionRow]) -> tuple[list[list[Candidate]], str]: ...
+    async def rank(self, sessions: Sequence[SessionRow]) -> tuple[Sequence[Iterable[Candidate]], str]: ...
 
 
 def unique(values: Iterable[str | None]) -> list[str]:
@@ -138,7 +138,7 @@ class Pipeline:
         return sessions
 
     async def rank(self, sessions: list[SessionState]
-                   ) -> tuple[list[list[Candidate] | None], str, FallbackReason | None]:
+                   ) -> tuple[list[Iterable[Candidate] | None], str, FallbackReason | None]:
         """The model's candidates per session and its version, or none and a fallback reason when
         Triton fails."""
         try:
@@ -151,7 +151,7 @@ class Pipeline:
         metrics.MODEL_INFO.info({"version": version})
         return list(rankings), version, None
 
-    def select(self, rankings: list[list[Candidate] | None], events: list[Event],
+    def select(self, rankings: list[Iterable[Candidate] | None], events: list[Event],
                sessions: list[SessionState]) -> list[list[Candidate]]:
         """Never the item on screen (the event's own item) nor one already bought; with
         RECO_EXCLUDE_SESSION_ITEMS, nothing the session has touched."""

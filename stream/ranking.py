@@ -1,10 +1,12 @@
 """Ranking post-processing: the model's candidates become the k items a shopper sees."""
 from __future__ import annotations
 
+from typing import Iterable
+
 from contract.ranking import Candidate
 
 
-def select_items(ranking: list[Candidate] | None, excluded: set[str], k: int, fill: list[str]) -> list[Candidate]:
+def select_items(ranking: Iterable[Candidate] | None, excluded: set[str], k: int, fill: list[str]) -> list[Candidate]:
     """Top-k distinct candidates not in ``excluded`` (e.g. purchased), topped up from ``fill`` (most
     popular first) when the model gives too few; fill items carry score 0 and no attribution."""
     picks: list[Candidate] = []

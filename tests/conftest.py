@@ -59,8 +59,9 @@ def collect():
 
     settings = get_settings()
 
-    def run(tag: str, want_recs: int, want_dlq: int, deadline_s: float = 240, dlq_match=None):
+    def run(tag: str, want_recs: int, want_dlq: int, deadline_s: float = 240, dlq_match=None, match_recs=None):
         match = dlq_match or (lambda letter: tag in letter["raw"])
+        match_rec = match_recs or (lambda event_id: event_id.startswith(tag))
         consumer = KafkaConsumer(settings.recommendations_topic, settings.dlq_topic,
                                  bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest",
                                  group_id=f"collect-{tag}", consumer_timeout_ms=2000, fetch_max_bytes=50_000_000,
@@ -70,7 +71,7 @@ def collect():
         while time.time() < deadline and (len(recs) < want_recs or len(dlq) < want_dlq):
             for message in consumer:
                 payload = json.loads(message.value)
-                if message.topic == settings.recommendations_topic and payload["event_id"].startswith(tag):
+                if message.topic == settings.recommendations_topic and match_rec(payload["event_id"]):
                     recs[payload["event_id"]] = payload
                 elif message.topic == settings.dlq_topic and match(payload):
                     dlq.append(payload)

@@ -19,8 +19,8 @@ Two ways to score the occluded variants, equal to float tolerance:
   together: recomputed positions as one flat list through the linear layers, and one attention
   call per layer over (cached keys, each variant's own recomputed keys). Other models, training
   mode and rows longer than ``max_len`` (where a deletion lets an older interaction into the
-  model's window) use ``"brute"``. About 2.5x faster than ``"brute"`` at batch 32-64 with window
-  10 (serving.offline.bench_compute), the same at batch 1.
+  model's window) use ``"brute"``. docs/benchmarks.md has the speed of both
+  (serving.offline.bench_compute).
 
 Deleting any one of a run of identical neighbours (same item and event type) leaves the same
 session; both methods give the run one score, so the tie is exact and goes to the most recent.
@@ -101,7 +101,8 @@ def rank_with_attribution(model, items: torch.Tensor, types: torch.Tensor, n_can
 
 def _rank(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int, attribute: bool, window: int,
           method: str = "prefix") -> RankedBatch:
-    base = _BasePass(model, items, types) if attribute and method == "prefix" and supports_prefix(model, items) else None
+    use_prefix = attribute and method == "prefix" and supports_prefix(model, items)
+    base = _BasePass(model, items, types) if use_prefix else None
     logits = base.scores() if base is not None else model.score_last(items, types).float()
     logits[:, 0] = float("-inf")  # padding index is never an item
     n_candidates = min(n_candidates, logits.shape[1] - 1)
@@ -133,7 +134,8 @@ def _rank(model, items: torch.Tensor, types: torch.Tensor, n_candidates: int, at
     best = best.scatter_reduce(0, rows.unsqueeze(1).expand_as(drops), drops, reduce="amax")
     is_best = drops == best[rows]
     # Ties: keep the most recent position (largest index) that reaches the maximum.
-    pos_if_best = torch.where(is_best, positions.unsqueeze(1).expand_as(drops), torch.full_like(drops, -1, dtype=torch.long))
+    no_position = torch.full_like(drops, -1, dtype=torch.long)
+    pos_if_best = torch.where(is_best, positions.unsqueeze(1).expand_as(drops), no_position)
     attr_pos = attr_pos.scatter_reduce(0, rows.unsqueeze(1).expand_as(drops), pos_if_best, reduce="amax")
     has_rows = torch.isfinite(best)
     attr_drop = torch.where(has_rows, best, attr_drop)
@@ -357,7 +359,8 @@ class _BasePass:
                 # The last layer: only each variant's most recent position is used.
                 y = F.scaled_dot_product_attention(query[:, :, last_slots], keys, values,
                                                    attn_mask=allowed[:, :, last_slots])
-                x = _finish_block(block, x[last_token], y.transpose(1, 2)[tb[last_token], tk[last_token]].reshape(-1, d))
+                attended = y.transpose(1, 2)[tb[last_token], tk[last_token]].reshape(-1, d)
+                x = _finish_block(block, x[last_token], attended)
                 tb, tk, tj = tb[last_token], tk[last_token], tj[last_token]
                 last_token = torch.ones_like(tb, dtype=torch.bool)
             else:
@@ -387,7 +390,8 @@ class _BasePass:
             logits = model.logits(flat[s:s + step])  # column 0 is -inf
             top = logits.amax(-1, keepdim=True)
             chosen = logits.gather(1, cand[s:s + step])
-            gen[s:s + step] = chosen - (top + logits.sub_(top).exp_().sum(-1, keepdim=True).log())  # log-sum-exp, in place
+            # log-sum-exp, in place
+            gen[s:s + step] = chosen - (top + logits.sub_(top).exp_().sum(-1, keepdim=True).log())
 
         # Pointer over the variant's items: copy-head keys of cached prefix states and of the
         # recomputed ones; distance to the variant's last step is one less before the deleted column.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -30,11 +30,13 @@ def left_padded_bytes(rows: Sequence[Sequence[str]], length: int) -> np.ndarray:
 
 
 def parse_response(items: np.ndarray, scores: np.ndarray, positions: np.ndarray,
-                   drops: np.ndarray) -> list[list[Candidate]]:
-    """Output tensors [B, C] -> one ranked candidate list per row."""
+                   drops: np.ndarray) -> list[Iterator[Candidate]]:
+    """Output tensors [B, C] -> per row, its candidates best first, built as they are read:
+    post-processing usually stops after the first k or so of the C candidates."""
     # tolist() first: Python numbers from C in one go, not a numpy scalar per element.
-    return [[Candidate(item.decode(), score, pos, drop) for item, score, pos, drop in zip(*row)]
-            for row in zip(items.tolist(), scores.tolist(), positions.tolist(), drops.tolist())]
+    return [map(Candidate, map(bytes.decode, row_items), row_scores, row_positions, row_drops)
+            for row_items, row_scores, row_positions, row_drops
+            in zip(items.tolist(), scores.tolist(), positions.tolist(), drops.tolist())]
 
 
 class CircuitOpen(ConnectionError):
@@ -79,7 +81,7 @@ class TritonRanker:
         raise CircuitOpen(f"all {len(self.clients)} Triton server(s) failed within the last "
                           f"{self.breakers[0].cooldown_s:.0f} s")
 
-    async def rank(self, sessions: Sequence[SessionRow]) -> tuple[list[list[Candidate]], str]:
+    async def rank(self, sessions: Sequence[SessionRow]) -> tuple[list[Iterator[Candidate]], str]:
         """Ranked candidates per session, and the model version that ranked them."""
         n = self._next()
         tensors = []

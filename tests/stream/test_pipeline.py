@@ -71,7 +71,7 @@ async def test_online_state_follows_the_events_and_redelivery_is_idempotent(pipe
     writeback = WriteBehind(pipeline.state, store, ack)
     writeback.published(["e1", "e2", "e3"])
     assert await writeback.flush() and acked == ["e1", "e2", "e3"]
-    user = pseudonym(b"", "u1")  # users are kept under their pseudonym
+    user = pseudonym(pipeline.settings.pseudonym_key.get_secret_value().encode(), "u1")  # kept as a pseudonym
     state = store.read(["s1", "s2"], ["a", "b"], [user])
     assert state.sessions["s1"].item_ids == ("a", "b")
     assert state.sessions["s1"].event_types == ("view", "purchase")

@@ -50,7 +50,8 @@ def test_attribution_cites_the_interaction_with_the_largest_weight():
 
 def test_empty_session_has_no_attribution():
     weights = torch.rand(6, 6)
-    ranked = rank_with_attribution(BagModel(weights), torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 4, dtype=torch.long), 3)
+    empty = torch.zeros(1, 4, dtype=torch.long)
+    ranked = rank_with_attribution(BagModel(weights), empty, empty, 3)
     assert ranked.attr_pos.tolist() == [[-1, -1, -1]]
 
 
@@ -152,7 +153,8 @@ def test_prefix_reuse_ranks_and_attributes_as_brute_force(copy_head, n_categorie
     for row, c in (prefix.attr_pos != brute.attr_pos).nonzero().tolist():
         position = prefix.attr_pos[row, c:c + 1]
         variant = score_candidates(model, remove_positions(items, torch.tensor([row]), position),
-                                   remove_positions(types, torch.tensor([row]), position), brute.items[row:row + 1, c:c + 1])
+                                   remove_positions(types, torch.tensor([row]), position),
+                                   brute.items[row:row + 1, c:c + 1])
         assert abs(float(brute.scores[row, c] - variant[0, 0] - brute.attr_drop[row, c])) < 1e-5
     assert (prefix.attr_pos == brute.attr_pos).float().mean() > 0.95
     if window:

@@ -22,7 +22,7 @@ def test_parse_response_keeps_attr_pos_as_the_session_index():
     scores = np.array([[2.5, 1.0], [0.5, -1.0]], dtype=np.float32)
     positions = np.array([[3, -1], [0, 0]], dtype=np.int64)
     drops = np.array([[0.25, 0.0], [1.5, 0.75]], dtype=np.float32)
-    assert parse_response(items, scores, positions, drops) == [
+    assert [list(row) for row in parse_response(items, scores, positions, drops)] == [
         [Candidate("x", 2.5, 3, 0.25), Candidate("y", 1.0, -1, 0.0)],
         [Candidate("z", 0.5, 0, 1.5), Candidate("w", -1.0, 0, 0.75)],
     ]
