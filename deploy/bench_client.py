@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> dict:
     sent: dict[str, float] = {}
     received: dict[str, float] = {}
     duplicates = fallbacks = 0
+    fallback_times: list[float] = []
     total = int(args.rate * args.seconds) if args.rate > 0 else args.events
     done_sending = threading.Event()
 
@@ -154,7 +155,9 @@ def run(args: argparse.Namespace) -> dict:
                     duplicates += 1
                     continue
                 received[event_id] = now
-                fallbacks += payload.get("fallback") is not None
+                if payload.get("fallback") is not None:
+                    fallbacks += 1
+                    fallback_times.append(now)
         if got or not done_sending.is_set():
             idle_since = None
         elif idle_since is None:
@@ -182,6 +185,7 @@ def run(args: argparse.Namespace) -> dict:
         "lag_last": lag.samples[-1] if lag and lag.samples else None,
         "lag_samples": lag.samples if lag else None,
         "cpu_s": {k: round(cpu_after.get(k, 0) - v, 2) for k, v in cpu_before.items()},
+        "last_fallback_at": max(fallback_times, default=None),
         "max_gap_s": round(max((b - a for a, b in zip(arrivals, arrivals[1:])), default=0.0), 2),
         "wall_s": round(time.time() - t0, 1),
     }

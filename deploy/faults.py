@@ -3,7 +3,8 @@
 
     .venv/bin/python deploy/faults.py [--rate 100] [--seconds 40] [--only worker_kill,triton_outage]
 
-Recovery is the longest gap between two recommendations the client received. Needs `make up`.
+The longest gap between two recommendations the client received measures recovery; for Triton,
+the last fallback after Triton was healthy again measures the return to the model. Needs `make up`.
 """
 from __future__ import annotations
 
@@ -52,9 +53,11 @@ def run(name: str, rate: float, seconds: float) -> dict:
                                "--idle-timeout", "60"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     time.sleep(10)
     inject()
+    back = time.time()  # the service is up and healthy again (up.sh waited for it)
     out, _ = client.communicate(timeout=seconds + 300)
     result = json.loads(out)
-    result.update(scenario=name, fault=what)
+    last = result.pop("last_fallback_at")
+    result.update(scenario=name, fault=what, fallbacks_after_back_s=round(max(0.0, last - back), 2) if last else None)
     return result
 
 
@@ -70,11 +73,12 @@ def main() -> None:
         print(json.dumps({k: v for k, v in result.items() if k != "lag_samples"}), flush=True)
         rows.append(result)
         time.sleep(5)  # let the stack settle before the next fault
-    print("\n| fault | sent | recommended | lost | duplicated | recovery s | fallbacks |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| fault | sent | recommended | lost | duplicated | longest gap s | fallbacks | "
+          "fallbacks after the service was back, s |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['fault']} | {r['sent']} | {r['received']} | {r['lost']} | {r['duplicated']} | "
-              f"{r['max_gap_s']} | {r['fallbacks']} |")
+              f"{r['max_gap_s']} | {r['fallbacks']} | {r['fallbacks_after_back_s']} |")
 
 
 if __name__ == "__main__":

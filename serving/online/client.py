@@ -63,7 +63,12 @@ class TritonRanker:
 
     def __init__(self, urls: Sequence[str], model_name: str, timeout_s: float, max_len: int,
                  cooldown_s: float = 2.0):
-        self.clients = [grpcclient.InferenceServerClient(url=url) for url in urls]
+        # gRPC's reconnect backoff grows to two minutes by default: a Triton back after an outage
+        # would keep failing fast long after it is ready. Cap it near the breaker's cool-down.
+        reconnect = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
+                     ("grpc.max_reconnect_backoff_ms", int(cooldown_s * 1000)),
+                     ("grpc.max_send_message_length", 2**31 - 1), ("grpc.max_receive_message_length", 2**31 - 1)]
+        self.clients = [grpcclient.InferenceServerClient(url=url, channel_args=reconnect) for url in urls]
         self.breakers = [Breaker(cooldown_s) for _ in urls]
         self.turn = itertools.cycle(range(len(urls)))
         self.model_name = model_name
