@@ -13,6 +13,9 @@ Protocols (split: leave-last-out, users with >= 3 interactions; see serving/offl
 * ``full`` -- the target is ranked against the whole catalogue. The user's earlier items are
   masked out, except the target itself when it is a repeat (standard "mask history but not
   the target"), so repeat-consumption targets stay rankable.
+* ``served`` -- what the worker serves: the whole catalogue except the current item (the last
+  one of the history, on screen when the recommendation is shown; stream/pipeline.py never
+  recommends it). Earlier items stay rankable. A target equal to the current item is a miss.
 
 Ties are broken uniformly at random (seeded), so a constant scorer scores at chance level.
 ``coverage@10`` is always computed from the full (history-masked) top-10 lists: the fraction
@@ -42,7 +45,7 @@ from serving.offline import ranking_metrics as metrics
 from serving.offline.sequences import EvalSet, Split, pad_left, sample_negatives
 
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (items [B,L], types [B,L]) -> [B, n_items+1]
-PROTOCOLS = ("sampled100", "full")
+PROTOCOLS = ("sampled100", "full", "served")
 
 
 # ----------------------------------------------------------------------------- scorers
@@ -157,6 +160,13 @@ def evaluate_scorer(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, bat
         masked = s.scatter(1, full_hist, float("-inf"))
         masked.scatter_(1, tgt.view(-1, 1), t_score.view(-1, 1))
         masked[:, 0] = float("-inf")
+        if "served" in protocols:
+            current = torch.tensor([int(h[-1]) if len(h) else 0 for h in hist], dtype=torch.long)
+            served = s.scatter(1, current.view(-1, 1), float("-inf"))
+            served[:, 0] = float("-inf")
+            r = metrics.target_ranks(served, t_score, gens["served"], exclude_target=tgt).double()
+            r[~known | (tgt == current)] = float("inf")
+            ranks["served"][sl] = r.numpy()
         if "full" in protocols:
             r = metrics.target_ranks(masked, t_score, gens["full"], exclude_target=tgt).double()
             r[~known] = float("inf")

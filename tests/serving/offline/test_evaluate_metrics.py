@@ -104,6 +104,17 @@ def test_full_protocol_masks_history_but_not_the_target():
     assert res["coverage@10"] == pytest.approx(5 / 6)
 
 
+def test_served_protocol_never_counts_the_item_on_screen():
+    # items 1..6 scored 6 > 5 > ... > 1. u is on item 6: 6 is not shown, earlier 5 still is, so the
+    # target 4 ranks second. v's target is its current item 3, which is never shown: a miss.
+    scorer = TableScorer([0, 1, 2, 3, 4, 5, 6])
+    ev = EvalSet(keys=["u", "v"], items=[np.array([5, 6]), np.array([6, 3])], types=[np.ones(2, np.int64)] * 2,
+                 targets=[4, 3], rated=[np.array([4, 5, 6]), np.array([3, 6])])
+    res = evaluate_scorer(scorer, ev, n_items=6, protocols=("served",))["served"]
+    assert res["hr@5"] == 0.5
+    assert res["mrr@20"] == pytest.approx(1 / 2 / 2)
+
+
 def test_sampled_protocol_ranks_against_unseen_negatives_only():
     n_items = 300
     table = np.zeros(n_items + 1)
