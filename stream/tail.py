@@ -87,10 +87,14 @@ def main(from_beginning: bool = typer.Option(False), max_messages: int = typer.O
     recs: list[Recommendation] = []
     event_ts: dict[str, int] = {}
     untimed: set[str] = set()  # recommendations whose event has not been read yet
+    invalid_events = 0
     for message in consumer:
         if message.topic == settings.events_topic:  # read only to time the summary line
-            event = parse_or_warn(lambda: parse_event(message.value or b"", settings.max_event_bytes), message)
-            if event is not None:
+            try:  # an event the worker dead-lettered has no recommendation to time: counted, not shown
+                event = parse_event(message.value or b"", settings.max_event_bytes)
+            except InvalidEvent:
+                invalid_events += 1
+            else:
                 event_ts[event.event_id] = event.ts
                 untimed.discard(event.event_id)
             if max_messages and len(recs) >= max_messages and not untimed:
@@ -113,6 +117,9 @@ def main(from_beginning: bool = typer.Option(False), max_messages: int = typer.O
     consumer.close()
     if show and recs:
         console.print(summary(recs, event_ts))
+    if invalid_events:
+        log.warning("%d messages on %s are not valid events (the worker dead-letters them)", invalid_events,
+                    settings.events_topic)
 
 
 if __name__ == "__main__":
