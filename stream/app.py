@@ -77,7 +77,8 @@ _writebacks: list[WriteBehind] = []  # the running agent's, for the flush timer
 async def recommend(stream):
     try:
         cache = StateCache(connect_features(), settings.state_max_entries, settings.state_idle_s)
-        writeback = WriteBehind(cache, connect_features(), stream.ack)  # its own Feast client: writes run beside reads
+        # Its own Feast client, so writes run beside reads; connect_features has registered the views.
+        writeback = WriteBehind(cache, OnlineFeatures(settings), stream.ack)
         _writebacks[:] = [writeback]
         pipeline = Pipeline(settings, cache, make_ranker())
         # noack_take, not take_events: take_events acks a batch in a `finally` when the loop body

@@ -32,7 +32,7 @@ TRITON_UP = Gauge("reco_triton_up", "1 when the last Triton call succeeded")
 BATCH_RETRIES = Counter("reco_batch_retries_total", "Batches run again after a dependency failed", ["error"])
 AGENT_CRASHES = Counter("reco_agent_crashes_total", "Times the recommend agent raised (Faust restarts it)")
 FEATURE_FRESHNESS = Histogram(
-    "reco_feature_freshness_seconds", "From a state change in the worker to its write into Feast",
+    "reco_feature_freshness_seconds", "From a batch's publication to the write of its state into Feast",
     buckets=_LATENCY_BUCKETS,
 )
 FEATURE_WRITE_FAILURES = Counter("reco_feature_write_failures_total", "Background Feast writes that failed", ["error"])

@@ -73,6 +73,7 @@ class Pipeline:
         self.state = state
         self.ranker = ranker
         self.popularity = popularity or Popularity()
+        self.pseudonym_key = settings.pseudonym_key.get_secret_value().encode()
 
     async def process(self, messages: list[RawMessage]) -> BatchResult:
         return await self.recommend(await self.fold(messages))
@@ -123,7 +124,7 @@ class Pipeline:
         return events, dead
 
     def pseudonymize(self, event: Event) -> Event:
-        key = self.settings.pseudonym_key.get_secret_value().encode()
+        key = self.pseudonym_key
         update = {"user_id": pseudonym(key, event.user_id) if event.user_id is not None else None}
         if self.settings.pseudonymize_sessions:
             update["session_id"] = pseudonym(key, event.session_id)

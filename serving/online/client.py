@@ -17,7 +17,8 @@ from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 from contract.ranking import Candidate
 
 # What a Triton call can fail with that is not a bug in this code: serve the fallback instead.
-TRITON_ERRORS: tuple[type[BaseException], ...] = (InferenceServerException, ConnectionError, TimeoutError, OSError)
+# OSError covers ConnectionError (and CircuitOpen below) and TimeoutError.
+TRITON_ERRORS: tuple[type[BaseException], ...] = (InferenceServerException, OSError)
 
 SessionRow = tuple[Sequence[str], Sequence[str]]  # (item_ids, event_types), oldest first
 
