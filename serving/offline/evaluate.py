@@ -2,6 +2,7 @@
 
     python -m serving.offline.evaluate --model DIR --data PATH --format sasrec --protocol sampled100
     python -m serving.offline.evaluate --data PATH --format sasrec --protocol full --baseline itemknn
+    python -m serving.offline.evaluate --model DIR --format diginetica --protocol served --diversity 0.3
 
 Protocols (split: leave-last-out, users with >= 3 interactions; see serving/offline/sequences.py):
 
@@ -19,7 +20,17 @@ Protocols (split: leave-last-out, users with >= 3 interactions; see serving/offl
 
 Ties are broken uniformly at random (seeded), so a constant scorer scores at chance level.
 ``coverage@10`` is always computed from the full (history-masked) top-10 lists: the fraction
-of the catalogue that appears in at least one user's top 10.
+of the catalogue that appears in at least one user's top 10. The exposure figures come from the
+same lists (serving/offline/exposure.py): ``gini@10`` (Gini of item exposure over every catalogue
+item, zeros included), ``long_tail@10`` (share of slots going to items outside the top 20% by
+training popularity), ``category_diversity@10`` (intra-list share of item pairs of different
+categories) and ``novelty@10`` (mean -log2 of the add-one-smoothed training popularity).
+
+``--diversity λ`` (default 0) re-ranks every list before the metrics with the same MMR rule the
+worker applies with ``RECO_DIVERSITY`` (serving/model/rerank.py): each protocol's top 50
+candidates (the worker gets 50 from Triton) are re-ordered, the target's rank is its position in
+the re-ranked pool, and the top-10 lists are the re-ranked pools' first 10. The scorer runs once
+(``score_eval_set``); ``summarize_scored`` re-ranks and measures, so many λ cost one scoring.
 
 Baselines (fit on the training part of the split only):
 
@@ -34,6 +45,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -41,6 +53,8 @@ import numpy as np
 import torch
 import typer
 
+from serving.model.rerank import mmr_order_batch
+from serving.offline import exposure
 from serving.offline import ranking_metrics as metrics
 from serving.offline.sequences import EvalSet, Split, pad_left, sample_negatives
 
@@ -129,16 +143,55 @@ def itemknn_scorer(train_seqs: list[np.ndarray], train_counts: np.ndarray, n_ite
 
 
 # ----------------------------------------------------------------------------- core
-def evaluate_scorer(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, batch_size: int = 256,
-                    protocols=PROTOCOLS, max_len: int | None = None) -> dict[str, dict]:
-    """Metrics of ``score`` on ``ev`` for each protocol (coverage from the full ranking)."""
+POOL = 50  # candidates kept per list for re-ranking: as many as the worker gets from Triton (N_CANDIDATES)
+
+
+@dataclass
+class Scored:
+    """One scoring pass over an EvalSet: per protocol, each user's plain target rank and the top
+    ``POOL`` candidates (indices and scores, best first) with the target's column among them (-1
+    when it is not there); and the history-masked pool the top-10 lists for coverage and exposure
+    come from. Re-ranking works on these, so a scorer is run once for any number of λ."""
+
+    n_items: int
+    ranks: dict[str, np.ndarray]
+    pools: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # items [U,P], scores [U,P], target column [U]
+    lists: tuple[np.ndarray, np.ndarray]  # items [U,P], scores [U,P]
+
+
+def _pool(scores: torch.Tensor, items: torch.Tensor | None, target: torch.Tensor | None
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-POOL of ``scores`` [B, C] as (item indices, scores, column of ``target`` or -1); ``items``
+    [B, C] maps columns to item indices (default: column = item index)."""
+    top = scores.topk(min(POOL, scores.shape[1]), dim=1)
+    idx = top.indices if items is None else items.gather(1, top.indices)
+    col = np.full(scores.shape[0], -1, dtype=np.int64)
+    if target is not None:
+        hit = idx == target.view(-1, 1)
+        found = hit.any(1)
+        col[found.numpy()] = hit.float().argmax(1)[found].numpy()
+    return idx.numpy(), top.values.numpy(), col
+
+
+def score_eval_set(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, batch_size: int = 256,
+                   protocols=PROTOCOLS, max_len: int | None = None) -> Scored:
+    """Runs ``score`` over ``ev`` once: plain ranks per protocol and the candidate pools."""
     limit = max_len if max_len else int(getattr(score, "max_len", 50))
     n = len(ev)
     negatives = sample_negatives(ev.rated, n_items, 100, seed) if "sampled100" in protocols else None
     # one tie-break stream per protocol: a protocol's numbers do not depend on which others run
     gens = {p: torch.Generator().manual_seed(seed) for p in PROTOCOLS}
     ranks = {p: np.zeros(n, dtype=np.float64) for p in protocols}
-    top10 = np.zeros((n, min(10, n_items)), dtype=np.int64)
+    pool_w = min(POOL, n_items + 1)
+    pools = {p: (np.zeros((n, min(POOL, 101) if p == "sampled100" else pool_w), dtype=np.int64),
+                 np.zeros((n, min(POOL, 101) if p == "sampled100" else pool_w), dtype=np.float32),
+                 np.full(n, -1, dtype=np.int64)) for p in protocols}
+    lists = (np.zeros((n, pool_w), dtype=np.int64), np.zeros((n, pool_w), dtype=np.float32))
+
+    def keep(dest: tuple[np.ndarray, ...], sl: slice, got: tuple[np.ndarray, ...]) -> None:
+        for d, g in zip(dest, got):
+            d[sl] = g
+
     for start in range(0, n, batch_size):
         sl = slice(start, min(n, start + batch_size))
         hist = ev.items[sl]
@@ -152,9 +205,13 @@ def evaluate_scorer(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, bat
         t_score = s.gather(1, tgt.view(-1, 1)).squeeze(1)
         if negatives is not None:
             neg = torch.from_numpy(negatives[sl])
-            r = metrics.target_ranks(s.gather(1, neg), t_score, gens["sampled100"]).double()
+            neg_scores = s.gather(1, neg)
+            r = metrics.target_ranks(neg_scores, t_score, gens["sampled100"]).double()
             r[~known] = float("inf")
             ranks["sampled100"][sl] = r.numpy()
+            # the pool: the target (column 0) and its 100 negatives
+            cand = torch.cat([tgt.view(-1, 1), neg], 1)
+            keep(pools["sampled100"], sl, _pool(torch.cat([t_score.view(-1, 1), neg_scores], 1), cand, tgt))
         # full: mask every earlier item of the user, then put the target back
         full_hist = torch.from_numpy(pad_left(hist, max(1, max(len(h) for h in hist))))
         masked = s.scatter(1, full_hist, float("-inf"))
@@ -167,19 +224,68 @@ def evaluate_scorer(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, bat
             r = metrics.target_ranks(served, t_score, gens["served"], exclude_target=tgt).double()
             r[~known | (tgt == current)] = float("inf")
             ranks["served"][sl] = r.numpy()
+            keep(pools["served"], sl, _pool(served, None, tgt))
         if "full" in protocols:
             r = metrics.target_ranks(masked, t_score, gens["full"], exclude_target=tgt).double()
             r[~known] = float("inf")
             ranks["full"][sl] = r.numpy()
-        # coverage: top-10 with the whole history masked (the target is not special here)
+            keep(pools["full"], sl, _pool(masked, None, tgt))
+        # coverage and exposure: top lists with the whole history masked (the target is not special here)
         cov = s.scatter(1, full_hist, float("-inf"))
         cov[:, 0] = float("-inf")
-        top = cov.topk(top10.shape[1], dim=1)
-        top10[sl] = top.indices.masked_fill(torch.isinf(top.values), 0).numpy()  # masked items are no recommendation
+        keep(lists, sl, _pool(cov, None, None)[:2])
+    return Scored(n_items, ranks, pools, lists)
+
+
+def rerank_order(scores: np.ndarray, items: np.ndarray, diversity: float,
+                 item_category: np.ndarray | None) -> np.ndarray:
+    """[U, P] column order of each pool after the MMR re-rank (serving/model/rerank.py); identity at 0."""
+    if diversity == 0.0 or item_category is None:
+        return np.broadcast_to(np.arange(scores.shape[1]), scores.shape)
+    return mmr_order_batch(scores, np.asarray(item_category)[items], diversity)
+
+
+def summarize_scored(sc: Scored, diversity: float = 0.0, item_category: np.ndarray | None = None,
+                     train_counts: np.ndarray | None = None) -> dict[str, dict]:
+    """Metrics per protocol after re-ranking each pool with ``diversity`` (λ; 0 = as scored).
+
+    After a re-rank the target's rank is its position in the re-ranked pool (a target outside the
+    pool keeps its rank, which is at least POOL); the top-10 lists are the re-ranked pool's first 10.
+    ``item_category`` [n_items + 1] (0 = unknown) is what the re-rank and the category diversity
+    use; ``train_counts`` the training popularity of the long-tail share and the novelty.
+    """
+    if diversity and item_category is None:
+        raise ValueError("re-ranking for diversity needs the items' categories")
+    list_items, list_scores = sc.lists
+    order = rerank_order(list_scores, list_items, diversity, item_category)[:, :10]
+    top10 = np.take_along_axis(list_items, order, 1)
+    top10 = np.where(np.isinf(np.take_along_axis(list_scores, order, 1)), 0, top10)  # masked: no recommendation
+    expo = exposure.exposure_metrics(top10, sc.n_items, train_counts if train_counts is not None
+                                     else np.zeros(sc.n_items + 1), item_category)
+    extra = {"gini@10": expo["gini"]}
+    if train_counts is not None:
+        extra |= {"long_tail@10": expo["long_tail_share"], "novelty@10": expo["novelty"]}
+    if "category_diversity" in expo:
+        extra["category_diversity@10"] = expo["category_diversity"]
     out = {}
-    for p in protocols:
-        out[p] = metrics.summarize(ranks[p], top10, n_items)
+    for p, plain in sc.ranks.items():
+        ranks = plain
+        if diversity:
+            items, scores, col = sc.pools[p]
+            pos = np.argmax(rerank_order(scores, items, diversity, item_category) == col[:, None], axis=1)
+            ranks = np.where(col >= 0, pos, np.maximum(plain, scores.shape[1])).astype(np.float64)
+            ranks[np.isinf(plain)] = np.inf  # an unknown target, or the item on screen, stays a miss
+        out[p] = metrics.summarize(ranks, top10, sc.n_items) | extra
     return out
+
+
+def evaluate_scorer(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, batch_size: int = 256,
+                    protocols=PROTOCOLS, max_len: int | None = None, diversity: float = 0.0,
+                    item_category: np.ndarray | None = None, train_counts: np.ndarray | None = None
+                    ) -> dict[str, dict]:
+    """Metrics of ``score`` on ``ev`` for each protocol (coverage and exposure from the full ranking)."""
+    scored = score_eval_set(score, ev, n_items, seed, batch_size, protocols, max_len)
+    return summarize_scored(scored, diversity, item_category, train_counts)
 
 
 def baseline_scorer(name: str, split: Split, n_items: int) -> Scorer:
@@ -200,8 +306,10 @@ def main(
     data: Path = typer.Option(None,
                               help="dataset file/dir (omit for synthetic; diginetica defaults to ../shared/data)"),
     data_format: str = typer.Option("sasrec", "--format", help="sasrec | diginetica | synthetic"),
-    protocol: str = typer.Option("sampled100", help="sampled100 | full"),
+    protocol: str = typer.Option("sampled100", help="sampled100 | full | served"),
     baseline: str = typer.Option(None, help="popular | itemknn (then --model is not needed)"),
+    diversity: float = typer.Option(0.0, help="λ of the MMR category re-rank applied to every top list before the "
+                                              "metrics (serving/model/rerank.py; 0: none, as RECO_DIVERSITY)"),
     json_out: bool = typer.Option(True, "--json/--no-json", help="print one JSON object (default)"),
     seed: int = typer.Option(0, help="seed of the negatives and tie-breaks"),
     sessions: int = typer.Option(20_000, help="synthetic only: number of sessions (as serving.offline.train)"),
@@ -217,6 +325,8 @@ def main(
         raise typer.BadParameter(f"protocol must be one of {PROTOCOLS}")
     if model is None and baseline is None:
         raise typer.BadParameter("give --model DIR or --baseline popular|itemknn")
+    if not 0.0 <= diversity <= 1.0:
+        raise typer.BadParameter("--diversity must be within [0, 1]")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     t0 = time.time()
@@ -231,14 +341,16 @@ def main(
         scorer = model_scorer(net, device)
         name = str(model)
     ev = sp.test if split == "test" else sp.valid
-    res = evaluate_scorer(scorer, ev, vocab.n_items, seed=seed, protocols=(protocol,))[protocol]
+    res = evaluate_scorer(scorer, ev, vocab.n_items, seed=seed, protocols=(protocol,), diversity=diversity,
+                          item_category=vocab.category_of_index().numpy(), train_counts=sp.train_counts)[protocol]
     res = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()}
-    res |= {"model": name, "protocol": protocol, "split": split, "seconds": round(time.time() - t0, 1)}
+    res |= {"model": name, "protocol": protocol, "split": split, "diversity": diversity,
+            "seconds": round(time.time() - t0, 1)}
     if json_out:
         print(json.dumps(res))
     else:
         for k, v in res.items():
-            print(f"{k:>12}: {v}")
+            print(f"{k:>22}: {v}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from serving.offline import exposure
 from serving.offline import ranking_metrics as metrics
 from serving.offline.evaluate import evaluate_scorer, itemknn_similarity, popular_scorer
 from serving.offline.sequences import Encoded, EvalSet, leave_last_out, sample_negatives, training_windows
@@ -141,3 +142,56 @@ def test_popular_and_itemknn_baselines():
     assert sim[1, 2].item() == pytest.approx(1.5) and sim[2, 1].item() == pytest.approx(1.5)
     assert sim[3, 4].item() == pytest.approx(1.0) and sim[1, 3].item() == 0.0
     assert sim[1, 1].item() == 1.0
+
+
+def test_exposure_metrics_sit_next_to_the_ranking_metrics():
+    scorer = TableScorer([0, 1, 2, 3, 4, 5, 6])
+    ev = EvalSet(keys=["u", "v"], items=[np.array([6, 5]), np.array([3, 6])], types=[np.ones(2, np.int64)] * 2,
+                 targets=[4, 3], rated=[np.array([4, 5, 6]), np.array([3, 6])])
+    cats = np.array([0, 1, 1, 2, 2, 3, 0])
+    counts = np.array([0, 0, 0, 1, 1, 1, 9])
+    res = evaluate_scorer(scorer, ev, n_items=6, protocols=("full",), item_category=cats, train_counts=counts)["full"]
+    # lists: u {4,3,2,1}, v {5,4,2,1}: slots per item 1..6 = [2, 2, 1, 2, 1, 0]
+    assert res["gini@10"] == pytest.approx(exposure.gini([2, 2, 1, 2, 1, 0]))
+    assert res["coverage@10"] == pytest.approx(5 / 6)
+    # head = ceil(1.2) = 2 items: 6 (count 9), then 3 (count 1, lowest index among ties); 3 fills 1 of 8 slots
+    assert res["long_tail@10"] == pytest.approx(7 / 8)
+    # u: categories 2,2,1,1 -> 4 of 6 pairs differ; v: 3,2,1,1 -> 5 of 6
+    assert res["category_diversity@10"] == pytest.approx((4 / 6 + 5 / 6) / 2)
+    assert res["novelty@10"] == pytest.approx(exposure.novelty([[4, 3, 2, 1], [5, 4, 2, 1]], counts))
+
+
+def test_diversity_reranks_the_pools_and_zero_changes_nothing():
+    # items 1..6 scored 6 > 5 > ... > 1; categories: 6, 5, 4 in one, 3 alone, 2 and 1 in a third
+    scorer = TableScorer([0, 1, 2, 3, 4, 5, 6])
+    cats = np.array([0, 3, 3, 2, 1, 1, 1])
+    ev = EvalSet(keys=["u", "v"], items=[np.array([1]), np.array([2, 3])], types=[np.ones(1, np.int64),
+                 np.ones(2, np.int64)], targets=[3, 3], rated=[np.array([1, 3]), np.array([2, 3])])
+    plain = evaluate_scorer(scorer, ev, n_items=6, item_category=cats, train_counts=np.ones(7, np.int64))
+    assert evaluate_scorer(scorer, ev, n_items=6, item_category=cats, train_counts=np.ones(7, np.int64),
+                           diversity=0.0) == plain
+    diverse = evaluate_scorer(scorer, ev, n_items=6, item_category=cats, train_counts=np.ones(7, np.int64),
+                              diversity=1.0)
+    # full, u: plain 6 5 4 3 2 -> target 3 at rank 3; λ = 1: 6 3 2 5 4 -> rank 1
+    # full, v (history 2, 3; the target 3 is a repeat and put back): plain 6 5 4 3 1 -> rank 3; λ = 1: 6 3 1 5 4
+    assert plain["full"]["mrr@20"] == pytest.approx(1 / 4) and diverse["full"]["mrr@20"] == pytest.approx(1 / 2)
+    # served, v: the target is the item on screen: a miss whatever the order
+    assert diverse["served"]["mrr@20"] == pytest.approx(1 / 2 / 2)
+    with pytest.raises(ValueError):
+        evaluate_scorer(scorer, ev, n_items=6, diversity=0.5)  # no categories to diversify on
+
+
+def test_diversity_changes_which_items_make_the_top_10():
+    # items 1..12 scored by index; 3..12 share category 1, 2 and 1 have categories 2 and 3; 3 is history
+    scorer = TableScorer(list(range(13)))
+    cats = np.array([0, 3, 2] + [1] * 10)
+    ev = EvalSet(keys=["u"], items=[np.array([3])], types=[np.ones(1, np.int64)], targets=[1],
+                 rated=[np.array([1, 3])])
+    kw = dict(n_items=12, protocols=("full",), item_category=cats)
+    plain = evaluate_scorer(scorer, ev, **kw)["full"]
+    diverse = evaluate_scorer(scorer, ev, diversity=1.0, **kw)["full"]
+    # plain top 10: 12..4 (category 1) and 2 -> 9 of 45 pairs differ; the target 1 is 11th
+    assert plain["category_diversity@10"] == pytest.approx(9 / 45) and plain["hr@10"] == 0.0
+    # λ = 1: 12, 2, 1, then 11..5 -> 8·2 + 1 = 17 of 45 pairs differ; the target is 3rd
+    assert diverse["category_diversity@10"] == pytest.approx(17 / 45) and diverse["mrr@20"] == pytest.approx(1 / 3)
+    assert plain["coverage@10"] == diverse["coverage@10"] == pytest.approx(10 / 12)
