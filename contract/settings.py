@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     # on, also every item the session has touched.
     exclude_session_items: bool = False
     max_session_len: int = 50
+    diversity: float = 0.0  # λ in [0, 1] of the MMR category re-rank (serving/model/rerank.py); 0: plain top-k
 
     # Worker batching: an agent takes up to batch_size events or waits batch_wait_s.
     batch_size: int = 64

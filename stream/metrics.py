@@ -31,6 +31,14 @@ MODEL_INFO = Info("reco_model", "Model serving the recommendations")
 TRITON_UP = Gauge("reco_triton_up", "1 when the last Triton call succeeded")
 BATCH_RETRIES = Counter("reco_batch_retries_total", "Batches run again after a dependency failed", ["error"])
 AGENT_CRASHES = Counter("reco_agent_crashes_total", "Times the recommend agent raised (Faust restarts it)")
+# Exposure since the worker started (stream/exposure.py): every recommended slot, and its spread over the items.
+EXPOSURE_SLOTS = Counter("reco_exposure_slots_total", "Recommended slots by the item's popularity: head = the top 20% "
+                         "of items by the worker's interaction counts, long = the rest", ["tail"])
+EXPOSURE_GINI = Gauge("reco_exposure_gini", "Gini coefficient of recommended slots per item since start, over every "
+                      "item the worker knows (never recommended: 0)")
+EXPOSURE_COVERAGE = Gauge("reco_exposure_coverage_items", "Distinct items recommended since start")
+EXPOSURE_CATALOGUE = Gauge("reco_exposure_catalogue_items", "Items the worker knows (seen in an event or "
+                           "recommended): the population of reco_exposure_gini")
 FEATURE_FRESHNESS = Histogram(
     "reco_feature_freshness_seconds", "From a batch's publication to the write of its state into Feast",
     buckets=_LATENCY_BUCKETS,
@@ -55,3 +63,5 @@ def initialise_labels() -> None:
         EVENTS_INVALID.labels(dlq_reason)
     for fallback_reason in FALLBACK_REASONS:
         FALLBACKS.labels(fallback_reason)
+    for tail in ("head", "long"):
+        EXPOSURE_SLOTS.labels(tail)

@@ -2,6 +2,8 @@
 
     fold:      validate -> read_state -> fold_events          (batch after batch, in partition order)
     recommend: rank -> select -> read_categories -> explain   (may overlap the next batch's fold)
+               rank -> read_categories -> select -> explain   (with RECO_DIVERSITY > 0: the category
+                                                               re-rank needs every candidate's category)
 
 State lives in the worker (features/cache.py): Feast is read only on a miss and written in the
 background (stream/writeback.py). Dependencies come in through the constructor, so tests can run
@@ -26,6 +28,7 @@ from features.state import OnlineState, SessionState, apply_events
 from serving.online.client import TRITON_ERRORS, SessionRow
 from stream import metrics
 from stream.explain import explain_fill_item, explain_model_item, session_categories
+from stream.exposure import Exposure
 from stream.metrics import timed
 from stream.popularity import Popularity
 from stream.ranking import select_items
@@ -68,11 +71,14 @@ def unique(values: Iterable[str | None]) -> list[str]:
 
 class Pipeline:
     def __init__(self, settings: Settings, state: StateCache, ranker: RankerLike,
-                 popularity: Popularity | None = None):
+                 popularity: Popularity | None = None, exposure: Exposure | None = None):
+        if not 0.0 <= settings.diversity <= 1.0:
+            raise ValueError(f"RECO_DIVERSITY must be within [0, 1], got {settings.diversity}")
         self.settings = settings
         self.state = state
         self.ranker = ranker
         self.popularity = popularity or Popularity()
+        self.exposure = exposure or Exposure(self.popularity)
         self.pseudonym_key = settings.pseudonym_key.get_secret_value().encode()
 
     async def process(self, messages: list[RawMessage]) -> BatchResult:
@@ -100,10 +106,18 @@ class Pipeline:
             return BatchResult(dead_letters=folded.dead)
         with timed("rank"):
             rankings, version, fallback = await self.rank(folded.sessions)
-        with timed("select"):
-            picks = self.select(rankings, folded.events, folded.sessions)
-        with timed("read_categories"):
-            categories = await self.read_categories(folded.sessions, picks)
+        if self.settings.diversity > 0:
+            rankings = [None if r is None else list(r) for r in rankings]  # read twice: categories, then select
+            with timed("read_categories"):
+                categories = await self.read_categories(folded.sessions, [r or [] for r in rankings])
+            with timed("select"):
+                picks = self.select(rankings, folded.events, folded.sessions, categories)
+        else:
+            with timed("select"):
+                picks = self.select(rankings, folded.events, folded.sessions)
+            with timed("read_categories"):
+                categories = await self.read_categories(folded.sessions, picks)
+        self.exposure.observe(p.item_id for ps in picks for p in ps)
         with timed("explain"):
             recs = [self.explain(e, user, s, p, categories, version, fallback)
                     for e, s, p, user in zip(folded.events, folded.sessions, picks, folded.published_user_ids)]
@@ -153,11 +167,13 @@ class Pipeline:
         return list(rankings), version, None
 
     def select(self, rankings: list[Iterable[Candidate] | None], events: list[Event],
-               sessions: list[SessionState]) -> list[list[Candidate]]:
+               sessions: list[SessionState], categories: dict[str, str | None] | None = None
+               ) -> list[list[Candidate]]:
         """Never the item on screen (the event's own item) nor one already bought; with
-        RECO_EXCLUDE_SESSION_ITEMS, nothing the session has touched."""
+        RECO_EXCLUDE_SESSION_ITEMS, nothing the session has touched. With RECO_DIVERSITY > 0 the
+        model's candidates are re-ranked by category (``categories``: every candidate's)."""
         fill = self.popularity.top(self.settings.k * 2 + self.settings.max_session_len)
-        return [select_items(r, self.excluded(e, s), self.settings.k, fill)
+        return [select_items(r, self.excluded(e, s), self.settings.k, fill, self.settings.diversity, categories)
                 for r, e, s in zip(rankings, events, sessions)]
 
     def excluded(self, event: Event, session: SessionState) -> set[str]:
@@ -165,8 +181,9 @@ class Pipeline:
         return touched | set(session.purchased_items) | {event.item_id}
 
     async def read_categories(self, sessions: list[SessionState],
-                              picks: list[list[Candidate]]) -> dict[str, str | None]:
-        """Categories of every item a token may mention (from memory, Feast on a miss)."""
+                              picks: Sequence[Iterable[Candidate]]) -> dict[str, str | None]:
+        """Categories of every item a token may mention (from memory, Feast on a miss): the sessions'
+        items and ``picks`` (with RECO_DIVERSITY > 0, every candidate: the re-rank needs them too)."""
         wanted = unique([i for s in sessions for i in s.item_ids] + [p.item_id for ps in picks for p in ps])
         items = (await self.state.load(item_ids=wanted)).items
         return {item: stats.category_id for item, stats in items.items()}
