@@ -267,16 +267,21 @@ def summarize_scored(sc: Scored, diversity: float = 0.0, item_category: np.ndarr
         extra |= {"long_tail@10": expo["long_tail_share"], "novelty@10": expo["novelty"]}
     if "category_diversity" in expo:
         extra["category_diversity@10"] = expo["category_diversity"]
-    out = {}
-    for p, plain in sc.ranks.items():
-        ranks = plain
-        if diversity:
-            items, scores, col = sc.pools[p]
-            pos = np.argmax(rerank_order(scores, items, diversity, item_category) == col[:, None], axis=1)
-            ranks = np.where(col >= 0, pos, np.maximum(plain, scores.shape[1])).astype(np.float64)
-            ranks[np.isinf(plain)] = np.inf  # an unknown target, or the item on screen, stays a miss
-        out[p] = metrics.summarize(ranks, top10, sc.n_items) | extra
-    return out
+    return {p: metrics.summarize(reranked_ranks(sc, p, diversity, item_category), top10, sc.n_items) | extra
+            for p in sc.ranks}
+
+
+def reranked_ranks(sc: Scored, protocol: str, diversity: float = 0.0,
+                   item_category: np.ndarray | None = None) -> np.ndarray:
+    """Each user's 0-based target rank under ``protocol`` after the re-rank (the plain ranks at 0)."""
+    plain = sc.ranks[protocol]
+    if not diversity:
+        return plain
+    items, scores, col = sc.pools[protocol]
+    pos = np.argmax(rerank_order(scores, items, diversity, item_category) == col[:, None], axis=1)
+    ranks = np.where(col >= 0, pos, np.maximum(plain, scores.shape[1])).astype(np.float64)
+    ranks[np.isinf(plain)] = np.inf  # an unknown target, or the item on screen, stays a miss
+    return ranks
 
 
 def evaluate_scorer(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, batch_size: int = 256,
