@@ -73,6 +73,17 @@ class DeadLetter(BaseModel):
     offset: int
 
 
+class Erasure(BaseModel):
+    """On the control topic (``python -m features.erase``): every worker drops these sessions and
+    users from memory and deletes their rows from the online store. Ids as stored: pseudonyms."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    session_ids: list[str] = []
+    user_ids: list[str] = []
+    requested_at: int = Field(description="epoch milliseconds")
+
+
 class InvalidEvent(ValueError):
     def __init__(self, reason: DlqReason, error: str):
         super().__init__(f"{reason}: {error}")

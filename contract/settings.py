@@ -24,6 +24,7 @@ class Settings(BaseSettings):
     events_topic: str = "events"
     recommendations_topic: str = "recommendations"
     dlq_topic: str = "events.dlq"
+    control_topic: str = "control"  # erasure requests; every worker reads all of it
     topic_partitions: int = 4
     consumer_group: str = "streamreco"
     # Static group membership: a worker restarted under the same id gets its partitions back at
@@ -35,6 +36,9 @@ class Settings(BaseSettings):
     # The broker's message.max.bytes: the largest message anyone can put on `events`. Dead letters
     # carry the message's bytes (base64 at worst, 4/3), so the DLQ topic accepts twice this.
     max_message_bytes: int = 4_194_304
+    # How long the broker keeps events, recommendations, dead letters and control messages: what
+    # an erased shopper's events on the topics live at most (create_topics.py sets retention.ms).
+    topic_retention_hours: int = 24
 
     # Recommendation shape
     k: int = 10
@@ -67,6 +71,13 @@ class Settings(BaseSettings):
     feature_flush_s: float = 0.5
     state_max_entries: int = 200_000
     state_idle_s: float = 1800.0
+
+    # Retention: how long the online store keeps a row after its last write (Redis key expiry;
+    # with SQLite the worker deletes older rows). Sessions are short-lived by nature; user and
+    # item counters keep longer. The worker's memory drops idle entries sooner (state_idle_s).
+    session_ttl_s: int = 2 * 24 * 3600
+    item_ttl_s: int = 365 * 24 * 3600
+    user_ttl_s: int = 90 * 24 * 3600
 
     # Privacy: user ids (and, optionally, session ids) are replaced by HMAC-SHA256 pseudonyms
     # before Feast, logs, metrics or the model see them. The key comes from the environment

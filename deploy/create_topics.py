@@ -26,13 +26,19 @@ def wanted_topics() -> dict[str, int]:
         s.events_topic: s.topic_partitions,
         s.recommendations_topic: s.topic_partitions,
         s.dlq_topic: s.topic_partitions,
+        s.control_topic: 1,  # erasure requests: few, and every worker reads all of them
     }
 
 
 def topic_configs() -> dict[str, dict[str, str]]:
-    """A dead letter carries its message's bytes, up to 4/3 larger than the message (base64)."""
+    """Every topic keeps messages topic_retention_hours (an erased shopper's events live on the
+    topics at most that long); a dead letter carries its message's bytes, up to 4/3 larger than
+    the message (base64)."""
     s = get_settings()
-    return {s.dlq_topic: {"max.message.bytes": str(s.max_dlq_record_bytes)}}
+    retention = {"retention.ms": str(s.topic_retention_hours * 3600 * 1000)}
+    configs = {name: dict(retention) for name in wanted_topics()}
+    configs[s.dlq_topic]["max.message.bytes"] = str(s.max_dlq_record_bytes)
+    return configs
 
 
 def connect(bootstrap: str, timeout_s: float) -> KafkaAdminClient:

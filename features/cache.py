@@ -22,6 +22,8 @@ T = TypeVar("T")
 class FeatureStoreLike(Protocol):
     def read(self, session_ids: list[str], item_ids: list[str], user_ids: list[str]) -> OnlineState: ...
     def write(self, state: OnlineState) -> None: ...
+    def erase(self, session_ids: list[str], user_ids: list[str]) -> dict[str, int]: ...
+    def purge_expired(self) -> int: ...
 
 
 class Table(Generic[T]):
@@ -61,6 +63,15 @@ class Table(Generic[T]):
 
     def mark_dirty(self, keys: Any) -> None:
         self.dirty.update(k for k in keys if k in self.values)
+
+    def drop(self, keys: Sequence[str]) -> int:
+        """Forgets these entries, written or not (an erasure); returns how many were held."""
+        held = [key for key in keys if key in self.values]
+        for key in held:
+            del self.values[key]
+            self.last_used.pop(key, None)
+            self.dirty.discard(key)
+        return len(held)
 
     def evict(self) -> int:
         """Drops clean entries from the least recently used end; returns how many."""
@@ -110,6 +121,15 @@ class StateCache:
         self.sessions.mark_dirty(state.sessions)
         self.items.mark_dirty(state.items)
         self.users.mark_dirty(state.users)
+
+    def drop(self, session_ids: Sequence[str], user_ids: Sequence[str]) -> list[str]:
+        """Forgets these users, their sessions (as far as memory knows them, which may be newer
+        than Feast) and these sessions; returns every session id that was dropped or asked for."""
+        sessions = list(dict.fromkeys([*session_ids, *(s for u in user_ids if u in self.users.values
+                                                       for s in self.users.values[u].session_ids)]))
+        self.sessions.drop(sessions)
+        self.users.drop(user_ids)
+        return sessions
 
     def evict(self) -> int:
         return self.sessions.evict() + self.items.evict() + self.users.evict()

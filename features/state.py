@@ -8,6 +8,8 @@ from contract.messages import Event
 # Enough event ids to recognise a redelivery after a worker restart mid-batch.
 RECENT_EVENT_IDS = 64
 MAX_PURCHASED = 200
+# A user's most recent sessions, so an erasure by user finds them (older ones expire by TTL first).
+MAX_USER_SESSIONS = 100
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class ItemStats:
 class UserStats:
     event_count: int = 0
     session_count: int = 0
+    session_ids: tuple[str, ...] = ()  # most recent last, at most MAX_USER_SESSIONS
 
 
 @dataclass
@@ -64,8 +67,11 @@ def apply_item(stats: ItemStats, event: Event) -> ItemStats:
     )
 
 
-def apply_user(stats: UserStats, session_is_new: bool) -> UserStats:
-    return replace(stats, event_count=stats.event_count + 1, session_count=stats.session_count + session_is_new)
+def apply_user(stats: UserStats, session_id: str, session_is_new: bool) -> UserStats:
+    if not session_is_new:
+        return replace(stats, event_count=stats.event_count + 1)
+    return UserStats(event_count=stats.event_count + 1, session_count=stats.session_count + 1,
+                     session_ids=(stats.session_ids + (session_id,))[-MAX_USER_SESSIONS:])
 
 
 def apply_events(state: OnlineState, events: list[Event], max_len: int) -> list[SessionState]:
@@ -81,7 +87,8 @@ def apply_events(state: OnlineState, events: list[Event], max_len: int) -> list[
         if event.event_id not in session.recent_event_ids:
             if event.user_id is not None:
                 user = state.users.get(event.user_id, UserStats())
-                state.users[event.user_id] = apply_user(user, session_is_new=session.event_count == 0)
+                state.users[event.user_id] = apply_user(user, event.session_id,
+                                                          session_is_new=session.event_count == 0)
             state.items[event.item_id] = apply_item(state.items.get(event.item_id, ItemStats()), event)
             session = apply_session(session, event, max_len)
             state.sessions[event.session_id] = session

@@ -1,12 +1,16 @@
 """Feast adapter: build the store from Settings, register the definitions, read and write the
-online state. Feast's calls block, so async callers run them in a thread."""
+online state, enforce each view's time to live and erase entities. Feast's calls block, so async
+callers run them in a thread."""
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import fields
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Protocol, cast
 
+import redis
 from feast import FeatureStore, FeatureView, RepoConfig
+from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.redis import RedisOnlineStoreConfig
 from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
@@ -20,6 +24,7 @@ from features.state import ItemStats, OnlineState, SessionState, UserStats
 
 # Each state record is its feature view's row: the field names are the feature names (pinned by a test).
 RECORDS: dict[str, type] = {"session_state": SessionState, "item_stats": ItemStats, "user_stats": UserStats}
+KEY_SERIALIZATION_VERSION = 3
 
 
 def feature_names(view: FeatureView) -> list[str]:
@@ -44,7 +49,7 @@ def make_store(settings: Settings) -> FeatureStore:
         provider="local",
         registry=RegistryConfig(path=str(feast_dir / "registry.db"), cache_ttl_seconds=0),
         online_store=online,
-        entity_key_serialization_version=3,
+        entity_key_serialization_version=KEY_SERIALIZATION_VERSION,
         repo_path=settings.feast_repo,
     )
     return FeatureStore(config=config)
@@ -71,9 +76,92 @@ def _record(record_type: type, row: dict[str, Any]) -> Any:
     return record_type(**values)
 
 
+def view_ttls(settings: Settings) -> dict[str, int]:
+    """Seconds each view's row lives after its last write."""
+    return {session_state.name: settings.session_ttl_s, item_stats.name: settings.item_ttl_s,
+            user_stats.name: settings.user_ttl_s}
+
+
+def entity_key(view: FeatureView, entity: str) -> EntityKeyProto:
+    return EntityKeyProto(join_keys=[join_key(view)], entity_values=[ValueProto(string_val=entity)])
+
+
+class Rows(Protocol):
+    """Row-level upkeep Feast's online stores do not offer per entity: expiry and deletion."""
+
+    def expire(self, view: FeatureView, entities: Iterable[str]) -> None: ...
+    def delete(self, view: FeatureView, entities: Iterable[str]) -> int: ...
+    def purge_expired(self) -> int: ...
+
+
+class RedisRows:
+    """Feast keeps one Redis hash per entity key (each view here has its own entity), so a view's
+    time to live is the expiry of its keys, set after every write; Redis deletes them itself."""
+
+    def __init__(self, settings: Settings):
+        self.client = redis.Redis(host=settings.redis_host, port=settings.redis_port,
+                                  password=settings.redis_password.get_secret_value() or None)
+        self.project, self.ttl_s = settings.project_name.encode(), view_ttls(settings)
+
+    def key(self, view: FeatureView, entity: str) -> bytes:
+        """The hash Feast's Redis store writes (feast.infra.online_stores.helpers._redis_key)."""
+        return serialize_entity_key(entity_key(view, entity), KEY_SERIALIZATION_VERSION) + self.project
+
+    def expire(self, view: FeatureView, entities: Iterable[str]) -> None:
+        with self.client.pipeline(transaction=False) as pipe:
+            for entity in entities:
+                pipe.expire(self.key(view, entity), self.ttl_s[view.name])
+            pipe.execute()
+
+    def delete(self, view: FeatureView, entities: Iterable[str]) -> int:
+        keys = [self.key(view, e) for e in entities]
+        return cast(int, self.client.delete(*keys)) if keys else 0
+
+    def purge_expired(self) -> int:
+        return 0  # Redis expires the keys
+
+
+class SqliteRows:
+    """Feast's SQLite store has one table per view, one row per entity and feature; rows older
+    than the view's time to live are deleted by :meth:`purge_expired`, which the worker calls."""
+
+    def __init__(self, settings: Settings, path: str):
+        self.path, self.project, self.ttl_s = path, settings.project_name, view_ttls(settings)
+
+    def _execute(self, sql: str, params: tuple) -> int:
+        with sqlite3.connect(self.path, timeout=30) as conn:  # commits on leaving the block
+            try:
+                return conn.execute(sql, params).rowcount
+            except sqlite3.OperationalError as exc:  # a view nothing was written to yet
+                if "no such table" in str(exc):
+                    return 0
+                raise
+
+    def table(self, view: FeatureView) -> str:
+        return f'"{self.project}_{view.name}"'
+
+    def expire(self, view: FeatureView, entities: Iterable[str]) -> None:
+        pass  # rows carry their write time; purge_expired deletes the old ones
+
+    def delete(self, view: FeatureView, entities: Iterable[str]) -> int:
+        return sum(self._execute(f"DELETE FROM {self.table(view)} WHERE entity_key = ?",
+                                 (serialize_entity_key(entity_key(view, e), KEY_SERIALIZATION_VERSION),)) > 0
+                   for e in entities)  # entities, not rows: a row per feature
+
+    def purge_expired(self) -> int:
+        # Feast writes event_ts as int(naive UTC datetime.timestamp()) through its sqlite3 adapter;
+        # the cutoff is made the same way so the comparison is integer against integer.
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
+        return sum(self._execute(f"DELETE FROM {self.table(view)} WHERE event_ts < ?",
+                                 (int((now - timedelta(seconds=self.ttl_s[view.name])).timestamp()),))
+                   for view in FEATURE_VIEWS)
+
+
 class OnlineFeatures:
     def __init__(self, settings: Settings):
         self.store = make_store(settings)
+        self.rows: Rows = (RedisRows(settings) if settings.online_store == "redis"
+                           else SqliteRows(settings, self.store.config.online_store.path))
 
     def apply(self) -> None:
         """Register entities and feature views (idempotent)."""
@@ -111,8 +199,17 @@ class OnlineFeatures:
         """Rows straight to the online store through Feast's provider interface: the same call
         ``write_to_online_store`` ends in, without its DataFrame -> Arrow -> proto detour, which
         cost the worker more CPU than anything but the model."""
-        names, key = feature_names(view), join_key(view)
+        names = feature_names(view)
         created: datetime | None = None
-        rows = [(EntityKeyProto(join_keys=[key], entity_values=[ValueProto(string_val=entity)]),
-                 {n: _proto(getattr(record, n)) for n in names}, now, created) for entity, record in values.items()]
+        rows = [(entity_key(view, entity), {n: _proto(getattr(record, n)) for n in names}, now, created)
+                for entity, record in values.items()]
         self.store._get_provider().online_write_batch(self.store.config, view, rows, progress=None)
+        self.rows.expire(view, values)
+
+    def erase(self, session_ids: Iterable[str], user_ids: Iterable[str]) -> dict[str, int]:
+        """Deletes these sessions' and users' rows; returns how many entities each view lost."""
+        return {session_state.name: self.rows.delete(session_state, session_ids),
+                user_stats.name: self.rows.delete(user_stats, user_ids)}
+
+    def purge_expired(self) -> int:
+        return self.rows.purge_expired()

@@ -11,12 +11,16 @@ import asyncio
 import logging
 import time
 from collections import deque
+from functools import partial
 from typing import Awaitable, Callable, TypeVar
 
 import faust
+from aiokafka import AIOKafkaConsumer
 from prometheus_client import start_http_server
+from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry, stop_after_delay, wait_exponential
 
+from contract.messages import Erasure
 from contract.settings import get_settings
 from features.cache import StateCache
 from features.store import OnlineFeatures
@@ -96,6 +100,36 @@ async def recommend(stream):
     except Exception:
         metrics.AGENT_CRASHES.inc()
         raise
+
+
+@app.task
+async def follow_erasures():
+    """Every worker reads every erasure request (no consumer group: each reads all of the
+    control topic from its end) and forgets those sessions and users."""
+    consumer = AIOKafkaConsumer(settings.control_topic, bootstrap_servers=settings.bootstrap_servers,
+                                group_id=None, auto_offset_reset="latest", enable_auto_commit=False)
+    await until_done(lambda _: consumer.start(), None)
+    try:
+        async for message in consumer:
+            try:
+                erasure = Erasure.model_validate_json(message.value or b"")
+            except ValidationError as exc:
+                log.error("ignoring an invalid control message at offset %d: %s", message.offset, exc)
+                continue
+            for writeback in _writebacks:
+                deleted = await until_done(partial(writeback.erase, erasure.session_ids), erasure.user_ids)
+                metrics.ERASURES.inc()
+                log.info("erased %d sessions and %d users requested at %d: %s", len(erasure.session_ids),
+                         len(erasure.user_ids), erasure.requested_at, deleted)
+    finally:
+        await consumer.stop()
+
+
+@app.timer(interval=60.0)
+async def purge_expired_rows():
+    """Redis expires rows itself; the embedded SQLite store needs them deleted."""
+    for writeback in _writebacks:
+        await writeback.purge_expired()
 
 
 @app.timer(interval=settings.feature_flush_s)

@@ -45,6 +45,7 @@ FEATURE_FRESHNESS = Histogram(
 )
 FEATURE_WRITE_FAILURES = Counter("reco_feature_write_failures_total", "Background Feast writes that failed", ["error"])
 STATE_ENTRIES = Gauge("reco_state_entries", "Sessions, items and users held in the worker's memory")
+ERASURES = Counter("reco_erasures_total", "Erasure requests carried out (features.erase)")
 
 
 @contextmanager

@@ -33,6 +33,22 @@ class WriteBehind:
         if self.oldest_change is None:
             self.oldest_change = time.monotonic()
 
+    async def erase(self, session_ids: list[str], user_ids: list[str]) -> dict[str, int]:
+        """Forgets these sessions and users, in memory and in Feast. Under the flush lock, so a
+        write that began before cannot put their rows back after the delete."""
+        async with self._lock:
+            sessions = self.cache.drop(session_ids, user_ids)
+            return await asyncio.get_running_loop().run_in_executor(self._writer, self.store.erase, sessions,
+                                                                    user_ids)
+
+    async def purge_expired(self) -> int:
+        """Deletes rows past their time to live where the store does not expire them itself."""
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._writer, self.store.purge_expired)
+        except Exception as exc:  # the store is down: the next round deletes them
+            log.warning("purging expired rows failed: %r", exc)
+            return 0
+
     async def flush(self) -> bool:
         """Writes everything changed so far, then acknowledges what waited for it. On failure the
         state stays dirty and the events unacknowledged, for the next flush; returns success."""

@@ -11,6 +11,12 @@ from datetime import timedelta
 from feast import Entity, FeatureView, Field, FileSource, ValueType
 from feast.types import Array, Int64, String
 
+from contract.settings import get_settings
+
+# Time to live per view (RECO_SESSION_TTL_S, ...): the online store deletes a row this long after
+# its last write (features/store.py), not only hides it.
+_ttl = get_settings()
+
 session = Entity(name="session", join_keys=["session_id"], value_type=ValueType.STRING)
 item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING)
 user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING)
@@ -23,7 +29,7 @@ def _unread_source(name: str) -> FileSource:
 session_state = FeatureView(
     name="session_state",
     entities=[session],
-    ttl=timedelta(days=2),
+    ttl=timedelta(seconds=_ttl.session_ttl_s),
     schema=[
         Field(name="item_ids", dtype=Array(String)),  # most recent last, at most max_session_len
         Field(name="event_types", dtype=Array(String)),  # aligned with item_ids
@@ -39,7 +45,7 @@ session_state = FeatureView(
 item_stats = FeatureView(
     name="item_stats",
     entities=[item],
-    ttl=timedelta(days=365),
+    ttl=timedelta(seconds=_ttl.item_ttl_s),
     schema=[
         Field(name="interaction_count", dtype=Int64),
         Field(name="purchase_count", dtype=Int64),
@@ -52,8 +58,12 @@ item_stats = FeatureView(
 user_stats = FeatureView(
     name="user_stats",
     entities=[user],
-    ttl=timedelta(days=365),
-    schema=[Field(name="event_count", dtype=Int64), Field(name="session_count", dtype=Int64)],
+    ttl=timedelta(seconds=_ttl.user_ttl_s),
+    schema=[
+        Field(name="event_count", dtype=Int64),
+        Field(name="session_count", dtype=Int64),
+        Field(name="session_ids", dtype=Array(String)),  # what an erasure by user deletes with it
+    ],
     online=True,
     source=_unread_source("user_stats"),
 )

@@ -1,6 +1,6 @@
 """The worker-held state: reads only misses, marks what changed, stays bounded."""
 from features.cache import StateCache
-from features.state import ItemStats, OnlineState, SessionState
+from features.state import ItemStats, OnlineState, SessionState, UserStats
 
 
 class FakeStore:
@@ -53,3 +53,14 @@ async def test_memory_is_bounded_but_unwritten_state_is_never_dropped():
     assert cache.evict() == 2 and set(cache.sessions.values) == {"s0", "s3", "s4"}
     now[0] = 120.0  # everything idle
     assert cache.evict() == 2 and set(cache.sessions.values) == {"s0"}
+
+
+async def test_an_erasure_drops_the_user_and_every_session_memory_knows_for_them_even_unwritten():
+    cache = StateCache(FakeStore())
+    state = await cache.load(["s1", "s2", "s3"], [], [])
+    state.users["u1"] = UserStats(3, 2, ("s1", "s2"))
+    state.sessions["s1"] = SessionState(item_ids=("a",))  # dirty: not yet in the store
+    cache.update(state)
+    assert cache.drop(["s9"], ["u1"]) == ["s9", "s1", "s2"]
+    assert set(cache.sessions.values) == {"s3"} and "u1" not in cache.users.values
+    assert cache.take_dirty().sessions == {}  # nothing of theirs is written back later

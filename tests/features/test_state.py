@@ -1,6 +1,6 @@
 """Pure feature math: how events change session, item and user state."""
 from contract.messages import Event
-from features.state import RECENT_EVENT_IDS, OnlineState, apply_events
+from features.state import MAX_USER_SESSIONS, RECENT_EVENT_IDS, OnlineState, apply_events
 
 
 def ev(n: int, session: str = "s1", kind: str = "view", item: str = "a", user: str | None = "u1") -> Event:
@@ -39,3 +39,12 @@ def test_anonymous_events_leave_user_state_alone_and_new_sessions_count_once_per
     state = OnlineState()
     apply_events(state, [ev(1, user=None), ev(2, session="s2"), ev(3, session="s2"), ev(4, session="s3")], max_len=50)
     assert state.users["u1"].event_count == 3 and state.users["u1"].session_count == 2
+    assert state.users["u1"].session_ids == ("s2", "s3")  # what an erasure by user finds
+
+
+def test_a_user_lists_only_their_most_recent_sessions():
+    state = OnlineState()
+    apply_events(state, [ev(n, session=f"s{n}") for n in range(MAX_USER_SESSIONS + 5)], max_len=50)
+    user = state.users["u1"]
+    assert user.session_count == MAX_USER_SESSIONS + 5
+    assert user.session_ids == tuple(f"s{n}" for n in range(5, MAX_USER_SESSIONS + 5))
