@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     max_session_len: int = 50
     diversity: float = 0.0  # λ in [0, 1] of the MMR category re-rank (serving/model/rerank.py); 0: plain top-k
 
+    # Online attribution (features/feedback.py): a later event of a session on an item among its
+    # last attribution_messages recommendations, at most attribution_window_s after, counts as a hit.
+    attribution_messages: int = 5
+    attribution_window_s: int = 1800
+
     # Worker batching: an agent takes up to batch_size events or waits batch_wait_s.
     batch_size: int = 64
     batch_wait_s: float = 0.02

@@ -1,6 +1,7 @@
 """Pure feature math: how one event changes the online state of its session, item and user."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field, replace
 
 from contract.messages import Event
@@ -13,6 +14,25 @@ MAX_USER_SESSIONS = 100
 
 
 @dataclass(frozen=True)
+class Shown:
+    """One recommendation message as the session saw it: what online attribution matches later
+    events against (features/feedback.py)."""
+
+    ts: int  # the triggering event's time (epoch ms): attribution windows run on event time
+    model_version: str
+    items: tuple[str, ...]  # best first
+
+    def encode(self) -> str:
+        """One entry of the Feast string list (Feast has no list of records)."""
+        return json.dumps([self.ts, self.model_version, list(self.items)], separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str) -> Shown:
+        ts, version, items = json.loads(text)
+        return cls(int(ts), str(version), tuple(items))
+
+
+@dataclass(frozen=True)
 class SessionState:
     item_ids: tuple[str, ...] = ()
     event_types: tuple[str, ...] = ()
@@ -20,6 +40,8 @@ class SessionState:
     recent_event_ids: tuple[str, ...] = ()
     event_count: int = 0
     last_ts: int = 0
+    recommended: tuple[Shown, ...] = ()  # the last few recommendation messages, oldest first
+    attributed_count: int = 0  # later events of this session on an item recommended to it
 
 
 @dataclass(frozen=True)
@@ -56,6 +78,8 @@ def apply_session(state: SessionState, event: Event, max_len: int) -> SessionSta
         recent_event_ids=(state.recent_event_ids + (event.event_id,))[-RECENT_EVENT_IDS:],
         event_count=state.event_count + 1,
         last_ts=max(state.last_ts, event.ts),
+        recommended=state.recommended,
+        attributed_count=state.attributed_count,
     )
 
 
@@ -74,17 +98,19 @@ def apply_user(stats: UserStats, session_id: str, session_is_new: bool) -> UserS
                      session_ids=(stats.session_ids + (session_id,))[-MAX_USER_SESSIONS:])
 
 
-def apply_events(state: OnlineState, events: list[Event], max_len: int) -> list[SessionState]:
+def apply_events(state: OnlineState, events: list[Event], max_len: int) -> tuple[list[SessionState], list[bool]]:
     """Fold events (in partition order) into ``state`` in place; return each event's session
-    state right after it, which is what the model sees for that event.
+    state right after it, which is what the model sees for that event, and whether the event was
+    new.
 
     An event whose id the session has already seen is a redelivery: it changes nothing, and
     the snapshot is the current state, so its recommendation can be re-published.
     """
-    snapshots = []
+    snapshots, fresh = [], []
     for event in events:
         session = state.sessions.get(event.session_id, SessionState())
-        if event.event_id not in session.recent_event_ids:
+        fresh.append(event.event_id not in session.recent_event_ids)
+        if fresh[-1]:
             if event.user_id is not None:
                 user = state.users.get(event.user_id, UserStats())
                 state.users[event.user_id] = apply_user(user, event.session_id,
@@ -93,4 +119,4 @@ def apply_events(state: OnlineState, events: list[Event], max_len: int) -> list[
             session = apply_session(session, event, max_len)
             state.sessions[event.session_id] = session
         snapshots.append(session)
-    return snapshots
+    return snapshots, fresh

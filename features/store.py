@@ -20,7 +20,7 @@ from feast.repo_config import RegistryConfig
 
 from contract.settings import Settings
 from features.feature_repo.definitions import ENTITIES, FEATURE_VIEWS, item_stats, session_state, user_stats
-from features.state import ItemStats, OnlineState, SessionState, UserStats
+from features.state import ItemStats, OnlineState, SessionState, Shown, UserStats
 
 # Each state record is its feature view's row: the field names are the feature names (pinned by a test).
 RECORDS: dict[str, type] = {"session_state": SessionState, "item_stats": ItemStats, "user_stats": UserStats}
@@ -60,10 +60,14 @@ def _proto(value: Any) -> ValueProto:
     if value is None:
         return ValueProto()
     if isinstance(value, tuple):
-        return ValueProto(string_list_val=StringList(val=value))
+        return ValueProto(string_list_val=StringList(val=[v.encode() if isinstance(v, Shown) else v for v in value]))
     if isinstance(value, int):
         return ValueProto(int64_val=value)
     return ValueProto(string_val=value)
+
+
+# Fields whose list entries are records, stored as strings (Shown.encode).
+DECODERS = {"recommended": Shown.decode}
 
 
 def _record(record_type: type, row: dict[str, Any]) -> Any:
@@ -71,6 +75,8 @@ def _record(record_type: type, row: dict[str, Any]) -> Any:
     values = {}
     for f in fields(record_type):
         value = row[f.name]
+        if isinstance(value, list) and f.name in DECODERS:
+            value = [DECODERS[f.name](v) for v in value]
         if value is not None:
             values[f.name] = tuple(value) if isinstance(value, list) else value
     return record_type(**values)

@@ -164,6 +164,8 @@ async def recommend_and_publish(pipeline: Pipeline, folded: Folded, batch: list,
         await asyncio.wait([previous])
     with timed("publish"):
         await until_done(publish, result)
+    with timed("learn"):
+        pipeline.learn(folded, result)
     writeback.published(batch)
 
 

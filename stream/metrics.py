@@ -45,6 +45,12 @@ FEATURE_FRESHNESS = Histogram(
 )
 FEATURE_WRITE_FAILURES = Counter("reco_feature_write_failures_total", "Background Feast writes that failed", ["error"])
 STATE_ENTRIES = Gauge("reco_state_entries", "Sessions, items and users held in the worker's memory")
+# Online feedback (features/feedback.py): hit rate per version = attributed / recommendations.
+RECOMMENDATIONS_BY_VERSION = Counter("reco_recommendations", "Recommendation messages for new events (not "
+                                     "redeliveries), by the model version that ranked them", ["model_version"])
+ATTRIBUTED_EVENTS = Counter("reco_attributed_events", "Events on an item recommended to their session shortly "
+                            "before (RECO_ATTRIBUTION_*), by the version and rank of that recommendation",
+                            ["event_type", "model_version", "rank_bucket"])
 ERASURES = Counter("reco_erasures_total", "Erasure requests carried out (features.erase)")
 
 

@@ -4,6 +4,8 @@
     recommend: rank -> select -> read_categories -> explain   (may overlap the next batch's fold)
                rank -> read_categories -> select -> explain   (with RECO_DIVERSITY > 0: the category
                                                                re-rank needs every candidate's category)
+    learn:     attribute each event to what its session was recommended before, then remember
+               this batch's recommendations                   (after publishing, in batch order)
 
 State lives in the worker (features/cache.py): Feast is read only on a miss and written in the
 background (stream/writeback.py). Dependencies come in through the constructor, so tests can run
@@ -23,8 +25,9 @@ from contract.ranking import Candidate
 from contract.settings import Settings
 from contract.vocab import FallbackReason
 from features.cache import StateCache
+from features.feedback import attribute, rank_bucket, remember
 from features.privacy import pseudonym
-from features.state import OnlineState, SessionState, apply_events
+from features.state import OnlineState, SessionState, Shown, apply_events
 from serving.online.client import TRITON_ERRORS, SessionRow
 from stream import metrics
 from stream.explain import explain_fill_item, explain_model_item, session_categories
@@ -52,6 +55,7 @@ class Folded:
     dead: list[DeadLetter]
     sessions: list[SessionState]
     published_user_ids: list[str | None]  # what each recommendation carries
+    fresh: list[bool]  # False: a redelivered event (its recommendation is published again, not counted)
 
 
 @dataclass
@@ -92,13 +96,13 @@ class Pipeline:
             published = [e.user_id for e in events] if self.settings.publish_user_id else None
             events = [self.pseudonymize(e) for e in events]
         if not events:
-            return Folded(events, dead, [], [])
+            return Folded(events, dead, [], [], [])
         with timed("read_state"):
             state = await self.state.load(unique(e.session_id for e in events), unique(e.item_id for e in events),
                                           unique(e.user_id for e in events))
         with timed("fold_events"):
-            sessions = self.fold_events(state, events)
-        return Folded(events, dead, sessions, published or [e.user_id for e in events])
+            sessions, fresh = self.fold_events(state, events)
+        return Folded(events, dead, sessions, published or [e.user_id for e in events], fresh)
 
     async def recommend(self, folded: Folded) -> BatchResult:
         """The stages that only read: they may run while the next batch is being folded."""
@@ -144,13 +148,33 @@ class Pipeline:
             update["session_id"] = pseudonym(key, event.session_id)
         return event.model_copy(update=update)
 
-    def fold_events(self, state: OnlineState, events: list[Event]) -> list[SessionState]:
-        """Each event's session right after it (what the model sees for it); counts into popularity."""
-        sessions = apply_events(state, events, self.settings.max_session_len)
+    def fold_events(self, state: OnlineState, events: list[Event]) -> tuple[list[SessionState], list[bool]]:
+        """Each event's session right after it (what the model sees for it) and whether the event
+        was new; counts into popularity."""
+        sessions, fresh = apply_events(state, events, self.settings.max_session_len)
         self.state.update(state)
         for event in events:
             self.popularity.observe(event.item_id, state.items[event.item_id].interaction_count, event.ts)
-        return sessions
+        return sessions, fresh
+
+    def learn(self, folded: Folded, result: BatchResult) -> None:
+        """Online attribution, run once the batch is published and every earlier batch has
+        learned: each new event is matched against what its session was recommended before, then
+        its own recommendation is remembered. Synchronous, so no fold interleaves: the sessions
+        in memory may already hold later events, and keep them."""
+        window_ms, keep = self.settings.attribution_window_s * 1000, self.settings.attribution_messages
+        learned: dict[str, SessionState] = {}
+        for event, rec, fresh in zip(folded.events, result.recommendations, folded.fresh):
+            session = learned.get(event.session_id) or self.state.sessions.values.get(event.session_id)
+            if not fresh or session is None:  # a redelivery, or a session erased meanwhile
+                continue
+            hit = attribute(session.recommended, event, window_ms)
+            if hit is not None:
+                metrics.ATTRIBUTED_EVENTS.labels(hit.event_type, hit.model_version, rank_bucket(hit.rank)).inc()
+            metrics.RECOMMENDATIONS_BY_VERSION.labels(rec.model_version).inc()
+            shown = Shown(event.ts, rec.model_version, tuple(item.item_id for item in rec.items))
+            learned[event.session_id] = remember(session, shown, keep, hit is not None)
+        self.state.sessions.put(learned)
 
     async def rank(self, sessions: list[SessionState]
                    ) -> tuple[list[Iterable[Candidate] | None], str, FallbackReason | None]:

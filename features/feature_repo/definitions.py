@@ -37,6 +37,10 @@ session_state = FeatureView(
         Field(name="recent_event_ids", dtype=Array(String)),  # makes redelivered events idempotent
         Field(name="event_count", dtype=Int64),
         Field(name="last_ts", dtype=Int64),
+        # The last few recommendations (JSON [event ts, model version, items]) and how many later
+        # events hit one: online attribution (features/feedback.py).
+        Field(name="recommended", dtype=Array(String)),
+        Field(name="attributed_count", dtype=Int64),
     ],
     online=True,
     source=_unread_source("session_state"),

@@ -31,7 +31,7 @@ DATASOURCES_FILE = GRAFANA_DIR / "provisioning" / "datasources" / "prometheus.ym
 EXPECTED_DASHBOARDS = {"overview", "model", "features"}
 EXPECTED_ALERTS = {
     "RecoConsumerLagGrowing", "RecoEndToEndLatencyP99High", "RecoDLQRateHigh",
-    "RecoFallbackRateHigh", "RecoTritonUnavailable", "RecoNoEventsConsumed",
+    "RecoFallbackRateHigh", "RecoTritonUnavailable", "RecoNoEventsConsumed", "RecoClickHitRateDropped",
 }
 
 

@@ -10,7 +10,9 @@ def ev(n: int, session: str = "s1", kind: str = "view", item: str = "a", user: s
 
 def test_events_fold_in_order_and_each_snapshot_is_the_state_right_after_it():
     state = OnlineState()
-    snaps = apply_events(state, [ev(1, item="a"), ev(2, item="b", kind="purchase"), ev(3, item="a")], max_len=50)
+    snaps, fresh = apply_events(state, [ev(1, item="a"), ev(2, item="b", kind="purchase"), ev(3, item="a")],
+                                max_len=50)
+    assert fresh == [True, True, True]
     assert [s.item_ids for s in snaps] == [("a",), ("a", "b"), ("a", "b", "a")]
     assert snaps[-1].event_types == ("view", "purchase", "view") and snaps[-1].purchased_items == ("b",)
     assert state.items["a"].interaction_count == 2 and state.items["b"].purchase_count == 1
@@ -21,10 +23,11 @@ def test_events_fold_in_order_and_each_snapshot_is_the_state_right_after_it():
 def test_a_redelivered_event_changes_nothing_and_reuses_the_current_state():
     state = OnlineState()
     apply_events(state, [ev(1), ev(2, item="b")], max_len=50)
-    snaps = apply_events(state, [ev(1), ev(2, item="b")], max_len=50)
-    assert snaps[0] == snaps[1] == state.sessions["s1"]
-    assert state.sessions["s1"].event_count == 2 and state.items["a"].interaction_count == 1
-    assert state.users["u1"].event_count == 2
+    snaps, fresh = apply_events(state, [ev(1), ev(2, item="b"), ev(3)], max_len=50)
+    assert fresh == [False, False, True]
+    assert snaps[0] == snaps[1] != state.sessions["s1"]
+    assert state.sessions["s1"].event_count == 3 and state.items["a"].interaction_count == 2
+    assert state.users["u1"].event_count == 3
 
 
 def test_sequences_are_capped_but_counts_are_not():

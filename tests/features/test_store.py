@@ -4,7 +4,7 @@ from dataclasses import fields
 
 from contract.settings import Settings
 from features.feature_repo.definitions import FEATURE_VIEWS, session_state
-from features.state import ItemStats, OnlineState, SessionState, UserStats
+from features.state import ItemStats, OnlineState, SessionState, Shown, UserStats
 from features.store import RECORDS, OnlineFeatures, feature_names
 
 
@@ -16,7 +16,8 @@ def test_every_state_record_is_exactly_its_feature_view_row():
 def test_state_round_trips_through_feast_and_unknown_entities_read_as_empty(tmp_path):
     features = OnlineFeatures(Settings(run_dir=tmp_path, online_store="sqlite"))
     features.apply()
-    session = SessionState(("a", "b"), ("view", "purchase"), ("b",), ("e1", "e2"), 2, 1_700)
+    shown = (Shown(1_600, "3", ("x", 'y "quoted"')), Shown(1_700, "fallback", ()))
+    session = SessionState(("a", "b"), ("view", "purchase"), ("b",), ("e1", "e2"), 2, 1_700, shown, 1)
     features.write(OnlineState({"s1": session}, {"a": ItemStats(3, 1, "c1")}, {"u1": UserStats(5, 2, ("s1",))}))
     state = features.read(["s1", "nobody"], ["a", "zz"], ["u1"])
     assert state.sessions == {"s1": session, "nobody": SessionState()}

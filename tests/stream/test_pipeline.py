@@ -2,6 +2,7 @@
 import json
 
 import pytest
+from prometheus_client import REGISTRY
 
 from contract.ranking import Candidate
 from contract.settings import Settings
@@ -124,3 +125,33 @@ async def test_user_ids_are_pseudonymous_everywhere_unless_publishing_them_is_co
         assert rec.user_id == ("u1" if publish else hidden) and rec.session_id == "s1"
         assert features.read([], [], [hidden]).users[hidden].event_count == 1
         assert features.read([], [], ["u1"]).users["u1"].event_count == 0
+
+
+async def test_a_later_event_on_a_recommended_item_is_attributed_to_its_version_and_rank(pipeline):
+    def count(event_type, bucket):
+        labels = {"event_type": event_type, "model_version": "fake:1", "rank_bucket": bucket}
+        return REGISTRY.get_sample_value("reco_attributed_events_total", labels) or 0.0
+
+    def recommended():
+        return REGISTRY.get_sample_value("reco_recommendations_total", {"model_version": "fake:1"}) or 0.0
+
+    async def process_and_learn(batch):
+        folded = await pipeline.fold(batch)
+        result = await pipeline.recommend(folded)
+        pipeline.learn(folded, result)
+        return result
+
+    before = count("click", "2-5"), count("click", "1"), recommended()
+    first = await process_and_learn(messages([event(1, item="i0")]))
+    assert [i.item_id for i in first.recommendations[0].items][:3] == ["i1", "i2", "i3"]
+    # i3 was third for e1; then i0 is first for e2 (its own item i3 excluded); e4 touches nothing shown.
+    second = messages([event(2, kind="click", item="i3"), event(3, kind="click", item="i0"),
+                       event(4, kind="click", item="zz")])
+    await process_and_learn(second)
+    assert (count("click", "2-5") - before[0], count("click", "1") - before[1]) == (1, 1)
+    assert recommended() - before[2] == 4
+    session = pipeline.state.sessions.values["s1"]
+    assert session.attributed_count == 2 and [s.ts for s in session.recommended][-1] == event(4)["ts"]
+    await process_and_learn(second)  # redelivered: its recommendations go out again, but count once
+    assert (count("click", "2-5") - before[0], count("click", "1") - before[1]) == (1, 1)
+    assert recommended() - before[2] == 4
