@@ -1,14 +1,18 @@
-"""Write a trained model directory into a Triton model repository as a new version.
+"""Write a trained model directory into a Triton model repository as a new version, and take
+the newest version out again (rollback).
 
 The version folder is assembled under a temporary name and renamed into place, so Triton's
 repository poller never sees a half-written version (this is what makes hot swaps safe).
+Rollback renames the newest version away the same way and keeps it under the run directory
+(``retired_dir``). Version numbers only grow, retired ones included: Triton caches a model by
+version number, so a number that once held other weights must never come back.
 """
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
-from contract.settings import PROJECT_ROOT
+from contract.settings import PROJECT_ROOT, Settings, get_settings
 
 BACKEND = Path(__file__).resolve().parent / "triton_backend.py"
 CONFIG_TEMPLATE = PROJECT_ROOT / "model_repo" / "session_transformer" / "config.pbtxt"
@@ -22,14 +26,27 @@ def versions(model_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def export_model(model_dir: Path, repo_dir: Path, model_name: str = "session_transformer") -> int:
+def retired_dir(model_name: str = "session_transformer", settings: Settings | None = None) -> Path:
+    """Where rollback keeps the versions it took out of the repository."""
+    return (settings or get_settings()).run_dir / "retired" / model_name
+
+
+def next_version(target: Path, retired: Path) -> int:
+    """One above every version the repository holds or ever retired."""
+    return max([0, *versions(target), *versions(retired)]) + 1
+
+
+def export_model(model_dir: Path, repo_dir: Path, model_name: str = "session_transformer",
+                 retired: Path | None = None) -> int:
+    """Copy ``model_dir`` into ``repo_dir/model_name`` as a new version; returns its number.
+    ``retired`` (default ``retired_dir(model_name)``) holds numbers that must not be reused."""
     model_dir, target = Path(model_dir), Path(repo_dir) / model_name
     target.mkdir(parents=True, exist_ok=True)
     config = target / "config.pbtxt"
     if not config.exists():
         text = CONFIG_TEMPLATE.read_text().replace('name: "session_transformer"', f'name: "{model_name}"')
         config.write_text(text)
-    version = (versions(target) or [0])[-1] + 1
+    version = next_version(target, retired if retired is not None else retired_dir(model_name))
     staging = target / f".staging-{version}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
@@ -44,3 +61,27 @@ def export_model(model_dir: Path, repo_dir: Path, model_name: str = "session_tra
     for old in versions(target)[:-KEEP_VERSIONS]:
         shutil.rmtree(target / str(old))
     return version
+
+
+class RollbackRefused(RuntimeError):
+    pass
+
+
+def retire_newest(target: Path, retired: Path) -> tuple[int, int]:
+    """Move the newest version of the model folder ``target`` to ``retired/<version>``, so Triton
+    serves the one before; returns (retired version, version now served). Refuses to leave the
+    model without a version."""
+    held = versions(target)
+    if len(held) < 2:
+        raise RollbackRefused(f"{target} holds {'only version ' + str(held[0]) if held else 'no version'}; "
+                              "nothing to roll back to")
+    newest, previous = held[-1], held[-2]
+    destination = retired / str(newest)
+    if destination.exists():
+        raise RollbackRefused(f"{destination} already exists; move it away first")
+    # an atomic rename inside the repository first: Triton never sees a half-moved version
+    leaving = target / f".retiring-{newest}"
+    (target / str(newest)).rename(leaving)
+    retired.mkdir(parents=True, exist_ok=True)
+    shutil.move(leaving, destination)
+    return newest, previous

@@ -47,3 +47,20 @@ def test_a_stale_staging_folder_is_replaced(tmp_path, model_dir):
     assert export_model(model_dir, tmp_path / "repo") == 1
     assert {p.name for p in (target / "1").iterdir()} == {*export.ARTIFACTS, "model.py"}
     assert not (target / ".staging-1").exists()
+
+
+def test_rollback_retires_the_newest_and_its_number_is_never_reused(tmp_path, model_dir):
+    repo, retired = tmp_path / "repo", tmp_path / "retired"
+    assert [export_model(model_dir, repo, retired=retired) for _ in range(3)] == [1, 2, 3]
+    target = repo / "session_transformer"
+    assert export.retire_newest(target, retired) == (3, 2)
+    assert versions(target) == [1, 2] and versions(retired) == [3]
+    assert {p.name for p in (retired / "3").iterdir()} == {*export.ARTIFACTS, "model.py"}
+    assert not [p for p in target.iterdir() if p.name.startswith(".")]
+    assert export_model(model_dir, repo, retired=retired) == 4  # not 3: Triton caches by number
+    assert export.retire_newest(target, retired) == (4, 2)
+    assert export.retire_newest(target, retired) == (2, 1)
+    with pytest.raises(export.RollbackRefused, match="only version 1"):
+        export.retire_newest(target, retired)
+    assert versions(target) == [1] and versions(retired) == [2, 3, 4]
+    assert export_model(model_dir, repo, retired=retired) == 5
