@@ -95,17 +95,33 @@ class Vocab:
     def build(cls, sessions: Iterable[Session], train_counts: Counter | None = None) -> "Vocab":
         """Catalogue = every item in ``sessions`` (as SASRec: all ids of the dataset file),
         ordered numerically when ids are numbers; categories as first seen per item."""
-        items: set[str] = set()
-        item_category: dict[str, str] = {}
-        for s in sessions:
-            for x in s.interactions:
-                items.add(x.item_id)
-                if x.category_id is not None and x.item_id not in item_category:
-                    item_category[x.item_id] = x.category_id
+        items, item_category = _catalogue(sessions)
         ordered = sorted(items, key=id_sort_key)
         categories = sorted(set(item_category.values()), key=id_sort_key)
         counts = train_counts or Counter()
         return cls(ordered, categories, item_category, [counts.get(it, 0) for it in ordered])
+
+    def extended(self, sessions: Iterable[Session]) -> "Vocab":
+        """This catalogue with the items and categories of ``sessions`` it lacks appended, so every
+        known id keeps its index (a warm start copies rows by id). Known items keep their category;
+        popularity is reset (it is the new training part's to set)."""
+        items, item_category = _catalogue(sessions)
+        new_items = sorted(items - set(self.items), key=id_sort_key)
+        merged = item_category | self.item_category
+        new_categories = sorted(set(merged.values()) - set(self.categories), key=id_sort_key)
+        return Vocab(self.items + new_items, self.categories + new_categories, merged)
+
+
+def _catalogue(sessions: Iterable[Session]) -> tuple[set[str], dict[str, str]]:
+    """Every item id of ``sessions`` and each item's first-seen category."""
+    items: set[str] = set()
+    item_category: dict[str, str] = {}
+    for s in sessions:
+        for x in s.interactions:
+            items.add(x.item_id)
+            if x.category_id is not None and x.item_id not in item_category:
+                item_category[x.item_id] = x.category_id
+    return items, item_category
 
 
 def save_model_dir(out_dir: str | Path, model: SessionTransformer, vocab: Vocab, training: dict | None = None) -> Path:

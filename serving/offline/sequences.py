@@ -85,9 +85,11 @@ def leave_last_out(users: list[Encoded], n_items: int) -> Split:
     return Split(train, valid, test, counts)
 
 
-def build_vocab_and_split(sessions: list[Session]) -> tuple[Vocab, list[Encoded], Split]:
-    """Catalogue from every session (as SASRec), popularity from the training part only."""
-    vocab = Vocab.build(sessions)
+def build_vocab_and_split(sessions: list[Session], catalogue: Vocab | None = None
+                          ) -> tuple[Vocab, list[Encoded], Split]:
+    """Catalogue from every session (as SASRec) unless ``catalogue`` is given (a warm start keeps
+    its model's), popularity from the training part only."""
+    vocab = catalogue or Vocab.build(sessions)
     users = encode(sessions, vocab)
     split = leave_last_out(users, vocab.n_items)
     vocab = Vocab(vocab.items, vocab.categories, vocab.item_category, split.train_counts[1:].tolist())

@@ -32,7 +32,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -92,6 +92,12 @@ class TrainConfig:
         return ModelConfig(n_items=n_items, n_categories=n_categories if self.use_categories else 0,
                            max_len=self.max_len, d_model=self.d_model, n_layers=self.n_layers,
                            n_heads=self.n_heads, dropout=self.dropout, copy_head=self.copy_head)
+
+    def with_architecture(self, model: ModelConfig) -> TrainConfig:
+        """This config with ``model``'s architecture (a warm start, or a like-for-like retraining)."""
+        return replace(self, d_model=model.d_model, n_layers=model.n_layers, n_heads=model.n_heads,
+                       dropout=model.dropout, max_len=model.max_len, copy_head=model.copy_head,
+                       use_categories=model.n_categories > 0)
 
     def hyperparameters(self) -> dict[str, Any]:
         """The training settings recorded in config.json (the architecture is recorded as ModelConfig)."""
@@ -353,18 +359,27 @@ def _print(msg: str) -> None:
 
 # ----------------------------------------------------------------------------- training
 def train_model(cfg: TrainConfig, sessions: list[Session], out: Path | None = None, *, progress: bool = False,
-                log: Log | None = None, meta: dict | None = None) -> TrainResult:
+                log: Log | None = None, meta: dict | None = None,
+                start: tuple[SessionTransformer, Vocab] | None = None) -> TrainResult:
     """Train on ``sessions`` as ``cfg`` says, keep the best validation epoch, save it to ``out``
-    (if given). ``meta`` is added to the summary's data description."""
+    (if given). ``meta`` is added to the summary's data description. ``start`` warm-starts from a
+    model and its catalogue (serving/retrain.py): its architecture and item indices are kept, and
+    replace cfg's architecture fields."""
     log = log or _print
+    if start is not None:
+        cfg = cfg.with_architecture(start[0].cfg)
     seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     t_start = time.time()
 
-    vocab, _, split = build_vocab_and_split(sessions)
-    model = build_model(cfg, vocab, device)
+    if start is None:
+        vocab, _, split = build_vocab_and_split(sessions)
+        model = build_model(cfg, vocab, device)
+    else:
+        vocab, _, split = build_vocab_and_split(sessions, catalogue=start[1])
+        model = start[0].to(device)
     windows = Windows.build(split.train, cfg)
     val = validation_users(split.valid, cfg.val_users, cfg.seed)
     log(f"data: {describe(sessions)} | catalogue {vocab.n_items} items, {vocab.n_categories} categories | "
