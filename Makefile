@@ -5,7 +5,7 @@ export PYTHONUNBUFFERED := 1
 # Subset of services for up/down, e.g. `make up SERVICES="kafka redis"`; empty = all.
 SERVICES ?=
 
-.PHONY: setup up down train demo test bench report lint lock faults
+.PHONY: setup up down train demo test bench report lint lock faults retrain rollback
 
 setup:            ## idempotent: apt packages, venvs, pip deps (from requirements.lock), Maven jars, Triton
 	bash deploy/setup.sh
@@ -48,6 +48,27 @@ demo: setup       ## stack up, train if no model yet, replay events, print recom
 	$(PY) -m stream.produce --source synthetic --sessions 200 --data-seed 0 --limit $(DEMO_EVENTS) \
 		--rate 200 --session-prefix $$tag- && \
 	$(PY) -m stream.tail --from-beginning --session-prefix $$tag- --show 3 --max $(DEMO_EVENTS) --timeout-s 60
+
+# The learning loop, as a demonstration: a shifted synthetic catalogue (another seed, 200 items the
+# model never saw) streams through the stack; serving.retrain learns from the topic since then and
+# publishes a new version only if it beats the serving one on the latest held-out sessions; Triton
+# swaps it in (it polls model_repo every 5 s); a few more events show the version that now serves.
+SHIFT_SESSIONS ?= 2000
+retrain: setup    ## replay a shifted catalogue, retrain from the stream, hot-swap if the gate passes
+	bash deploy/up.sh kafka redis prometheus
+	$(HAVE_MODEL) || $(MAKE) train
+	bash deploy/up.sh triton worker
+	since=$$(date +%s%3N); tag=shift$$(date +%s); \
+	$(PY) -m stream.produce --source synthetic --sessions $(SHIFT_SESSIONS) --data-seed 1 --items 2200 --rate 500 \
+		--session-prefix $$tag- && \
+	$(PY) -m serving.retrain --since $$since --max-minutes 3 && \
+	sleep 15 && \
+	$(PY) -m stream.produce --source synthetic --sessions 20 --data-seed 2 --items 2200 --limit 100 --rate 50 \
+		--session-prefix $$tag-after- && \
+	$(PY) -m stream.tail --from-beginning --session-prefix $$tag-after- --show 2 --max 100 --timeout-s 60
+
+rollback:         ## serve the previous model version again (the newest goes to .run/retired/)
+	$(PY) -m serving.rollback
 
 test: setup       ## every test, the live ones on the real stack (Feast on Redis); CI runs this
 	bash deploy/test.sh

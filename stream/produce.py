@@ -55,12 +55,15 @@ def main(
     limit: int = typer.Option(0, help="stop after this many events (0 = all)"),
     rate: float = typer.Option(0.0, help="events per second (0 = as fast as possible)"),
     data_seed: int = typer.Option(0, help="synthetic only: catalogue seed (the one the model was trained with)"),
+    items: int = typer.Option(2000, help="synthetic only: catalogue size; more than the model was trained on "
+                              "(with another --data-seed) is a shifted catalogue with new items"),
     keep_ts: bool = typer.Option(False, help="keep the dataset's timestamps instead of now"),
     session_prefix: str = typer.Option(None, help="prefix for session ids (default: a per-run tag)"),
 ) -> None:
     prefix = f"r{int(time.time())}-" if session_prefix is None else session_prefix
     settings = get_settings()
-    loaded = load(source, data, sessions=sessions, seed=data_seed)
+    loaded = load(source, data, sessions=sessions, seed=data_seed,
+                  **({"n_items": items} if source == "synthetic" else {}))
     total = sum(len(s.interactions) for s in loaded)
     total = min(total, limit) if limit else total
     producer = make_producer(settings.bootstrap_servers)
