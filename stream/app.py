@@ -50,7 +50,7 @@ app = faust.App(
     broker_heartbeat_interval=settings.session_timeout_s / 4,
     broker_commit_interval=settings.commit_interval_s,
     producer_linger=settings.producer_linger_s,
-    datadir=str(settings.run_dir / "faust"),
+    datadir=str(settings.run_dir / "faust" / settings.worker_instance_id),  # one per worker process
     producer_max_request_size=settings.max_dlq_record_bytes,
     consumer_max_fetch_size=settings.max_message_bytes,
 )
