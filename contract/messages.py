@@ -73,6 +73,26 @@ class DeadLetter(BaseModel):
     offset: int
 
 
+class Tally(BaseModel):
+    """One valid event's share of the item and user counters, forwarded by the worker that folded
+    its session to the topics keyed by item and by user (internal: ``events.by-item``,
+    ``events.by-user``), so one worker owns each item's and each user's counters whatever the
+    number of workers. ``source_partition``/``source_offset`` name the event on ``events``: a
+    counter applies each event once, however often it is forwarded (features/state.py)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: str
+    event_type: EventType
+    session_id: str
+    user_id: str | None
+    item_id: str
+    category_id: str | None
+    session_is_new: bool  # the session's first event: counts a session for the user
+    source_partition: int = Field(ge=0)
+    source_offset: int = Field(ge=0)
+
+
 class Erasure(BaseModel):
     """On the control topic (``python -m features.erase``): every worker drops these sessions and
     users from memory and deletes their rows from the online store. Ids as stored: pseudonyms."""

@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     recommendations_topic: str = "recommendations"
     dlq_topic: str = "events.dlq"
     control_topic: str = "control"  # erasure requests; every worker reads all of it
+    # Events re-keyed by item and by user (contract.messages.Tally): the worker owning a partition
+    # of these owns those items' (users') counters, so counts stay exact with any number of workers.
+    item_tally_topic: str = "events.by-item"
+    user_tally_topic: str = "events.by-user"
     topic_partitions: int = 4
     consumer_group: str = "streamreco"
     # Static group membership: a worker restarted under the same id gets its partitions back at

@@ -56,6 +56,10 @@ class Table(Generic[T]):
                 self.values[key] = value
                 self.dirty.add(key)
 
+    def keep(self, values: dict[str, T]) -> None:
+        """Holds these values without writing them (a view of state another worker owns)."""
+        self.values.update(values)
+
     def take_dirty(self) -> dict[str, T]:
         taken = {key: self.values[key] for key in self.dirty}
         self.dirty.clear()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 
-from contract.messages import Event
+from contract.messages import Event, Tally
 
 # Enough event ids to recognise a redelivery after a worker restart mid-batch.
 RECENT_EVENT_IDS = 64
@@ -49,6 +49,9 @@ class ItemStats:
     interaction_count: int = 0
     purchase_count: int = 0
     category_id: str | None = None
+    # Per partition of `events`, the offset of the last event counted (-1: none): makes the
+    # counters idempotent, so a forwarded event counted once is skipped when forwarded again.
+    applied_offsets: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class UserStats:
     event_count: int = 0
     session_count: int = 0
     session_ids: tuple[str, ...] = ()  # most recent last, at most MAX_USER_SESSIONS
+    applied_offsets: tuple[int, ...] = ()  # as ItemStats.applied_offsets
 
 
 @dataclass
@@ -84,24 +88,57 @@ def apply_session(state: SessionState, event: Event, max_len: int) -> SessionSta
 
 
 def apply_item(stats: ItemStats, event: Event) -> ItemStats:
-    return ItemStats(
-        interaction_count=stats.interaction_count + 1,
-        purchase_count=stats.purchase_count + (event.event_type == "purchase"),
-        category_id=event.category_id or stats.category_id,
-    )
+    return replace(stats, interaction_count=stats.interaction_count + 1,
+                   purchase_count=stats.purchase_count + (event.event_type == "purchase"),
+                   category_id=event.category_id or stats.category_id)
 
 
 def apply_user(stats: UserStats, session_id: str, session_is_new: bool) -> UserStats:
     if not session_is_new:
         return replace(stats, event_count=stats.event_count + 1)
-    return UserStats(event_count=stats.event_count + 1, session_count=stats.session_count + 1,
-                     session_ids=(stats.session_ids + (session_id,))[-MAX_USER_SESSIONS:])
+    return replace(stats, event_count=stats.event_count + 1, session_count=stats.session_count + 1,
+                   session_ids=(stats.session_ids + (session_id,))[-MAX_USER_SESSIONS:])
+
+
+def record_offset(applied: tuple[int, ...], partition: int, offset: int) -> tuple[int, ...] | None:
+    """``applied`` with ``offset`` as the partition's last counted event, or None when that event
+    (or a later one of the same partition, which Kafka delivers after it) was counted already."""
+    if partition < len(applied) and applied[partition] >= offset:
+        return None
+    padded = applied + (-1,) * (partition + 1 - len(applied))
+    return padded[:partition] + (offset,) + padded[partition + 1:]
+
+
+def apply_item_tally(stats: ItemStats, tally: Tally) -> ItemStats | None:
+    """The item's counters with this event counted, or None if it was counted already."""
+    applied = record_offset(stats.applied_offsets, tally.source_partition, tally.source_offset)
+    if applied is None:
+        return None
+    return ItemStats(interaction_count=stats.interaction_count + 1,
+                     purchase_count=stats.purchase_count + (tally.event_type == "purchase"),
+                     category_id=tally.category_id or stats.category_id, applied_offsets=applied)
+
+
+def apply_user_tally(stats: UserStats, tally: Tally) -> UserStats | None:
+    """The user's counters with this event counted, or None if it was counted already."""
+    applied = record_offset(stats.applied_offsets, tally.source_partition, tally.source_offset)
+    if applied is None:
+        return None
+    return replace(apply_user(stats, tally.session_id, tally.session_is_new), applied_offsets=applied)
+
+
+def is_first_event(session: SessionState, event: Event) -> bool:
+    """Whether ``event`` opened ``session`` (a state that holds it): exact while the session has
+    at most RECENT_EVENT_IDS events, so also for a redelivered event."""
+    return (session.event_count == len(session.recent_event_ids) and bool(session.recent_event_ids)
+            and session.recent_event_ids[0] == event.event_id)
 
 
 def apply_events(state: OnlineState, events: list[Event], max_len: int) -> tuple[list[SessionState], list[bool]]:
-    """Fold events (in partition order) into ``state`` in place; return each event's session
-    state right after it, which is what the model sees for that event, and whether the event was
-    new.
+    """Fold events (in partition order) into the sessions of ``state`` in place, and into the
+    worker's local view of their items (popularity, categories; the exact item and user counters
+    come from tallies); return each event's session state right after it, which is what the
+    model sees for that event, and whether the event was new.
 
     An event whose id the session has already seen is a redelivery: it changes nothing, and
     the snapshot is the current state, so its recommendation can be re-published.
@@ -111,10 +148,6 @@ def apply_events(state: OnlineState, events: list[Event], max_len: int) -> tuple
         session = state.sessions.get(event.session_id, SessionState())
         fresh.append(event.event_id not in session.recent_event_ids)
         if fresh[-1]:
-            if event.user_id is not None:
-                user = state.users.get(event.user_id, UserStats())
-                state.users[event.user_id] = apply_user(user, event.session_id,
-                                                          session_is_new=session.event_count == 0)
             state.items[event.item_id] = apply_item(state.items.get(event.item_id, ItemStats()), event)
             session = apply_session(session, event, max_len)
             state.sessions[event.session_id] = session

@@ -14,9 +14,10 @@ from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.infra.online_stores.redis import RedisOnlineStoreConfig
 from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
-from feast.protos.feast.types.Value_pb2 import StringList
+from feast.protos.feast.types.Value_pb2 import Int64List, StringList
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RegistryConfig
+from feast.types import Array, Int64
 
 from contract.settings import Settings
 from features.feature_repo.definitions import ENTITIES, FEATURE_VIEWS, item_stats, session_state, user_stats
@@ -55,10 +56,12 @@ def make_store(settings: Settings) -> FeatureStore:
     return FeatureStore(config=config)
 
 
-def _proto(value: Any) -> ValueProto:
-    """A state field as Feast stores it: tuples as string lists, ints as int64, None as unset."""
+def _proto(value: Any, int_list: bool = False) -> ValueProto:
+    """A state field as Feast stores it: tuples as string (or int64) lists, ints as int64, None as unset."""
     if value is None:
         return ValueProto()
+    if int_list:
+        return ValueProto(int64_list_val=Int64List(val=value))
     if isinstance(value, tuple):
         return ValueProto(string_list_val=StringList(val=[v.encode() if isinstance(v, Shown) else v for v in value]))
     if isinstance(value, int):
@@ -206,8 +209,9 @@ class OnlineFeatures:
         ``write_to_online_store`` ends in, without its DataFrame -> Arrow -> proto detour, which
         cost the worker more CPU than anything but the model."""
         names = feature_names(view)
+        int_lists = {f.name for f in view.features if f.dtype == Array(Int64)}
         created: datetime | None = None
-        rows = [(entity_key(view, entity), {n: _proto(getattr(record, n)) for n in names}, now, created)
+        rows = [(entity_key(view, entity), {n: _proto(getattr(record, n), n in int_lists) for n in names}, now, created)
                 for entity, record in values.items()]
         self.store._get_provider().online_write_batch(self.store.config, view, rows, progress=None)
         self.rows.expire(view, values)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from datetime import timedelta
 from functools import partial
 from typing import Awaitable, Callable, TypeVar
 
@@ -26,6 +27,7 @@ from features.cache import StateCache
 from features.store import OnlineFeatures
 from serving.online.client import TritonRanker
 from stream import metrics
+from stream.counters import Counters, Kind
 from stream.metrics import timed
 from stream.pipeline import Folded, Pipeline, RawMessage
 from stream.writeback import WriteBehind
@@ -56,15 +58,20 @@ app = faust.App(
 )
 
 
-def raw_topic(name: str) -> faust.TopicT:
+def raw_topic(name: str, **declare) -> faust.TopicT:
     """Bytes in and out: the contract (contract/messages.py) parses and serialises, not Faust."""
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                     allow_empty=True)
+                     allow_empty=True, **declare)
 
 
 events_topic = raw_topic(settings.events_topic)
 recommendations_topic = raw_topic(settings.recommendations_topic)
 dlq_topic = raw_topic(settings.dlq_topic)
+# Internal: the workers declare them (as many partitions as `events`, the same retention).
+_internal = dict(internal=True, partitions=settings.topic_partitions,
+                 retention=timedelta(hours=settings.topic_retention_hours))
+item_tally_topic = raw_topic(settings.item_tally_topic, **_internal)
+user_tally_topic = raw_topic(settings.user_tally_topic, **_internal)
 
 
 @retry(stop=stop_after_delay(60), wait=wait_exponential(max=5), reraise=True)
@@ -74,7 +81,7 @@ def connect_features() -> OnlineFeatures:
     return features
 
 
-_writebacks: list[WriteBehind] = []  # the running agent's, for the flush timer
+_writebacks: dict[str, WriteBehind] = {}  # each running agent's, for the flush and erasure tasks
 
 
 @app.agent(events_topic)
@@ -83,7 +90,7 @@ async def recommend(stream):
         cache = StateCache(connect_features(), settings.state_max_entries, settings.state_idle_s)
         # Its own Feast client, so writes run beside reads; connect_features has registered the views.
         writeback = WriteBehind(cache, OnlineFeatures(settings), stream.ack)
-        _writebacks[:] = [writeback]
+        _writebacks["sessions"] = writeback
         pipeline = Pipeline(settings, cache, make_ranker())
         # noack_take, not take_events: take_events acks a batch in a `finally` when the loop body
         # raises, so a batch that failed on Redis or Kafka would be committed unprocessed.
@@ -97,6 +104,32 @@ async def recommend(stream):
             # Triton ranks one batch while the worker folds the next; a bug in a task stops the agent.
             while in_flight and (len(in_flight) >= settings.batches_in_flight or in_flight[0].done()):
                 await in_flight.popleft()
+    except Exception:
+        metrics.AGENT_CRASHES.inc()
+        raise
+
+
+@app.agent(item_tally_topic)
+async def count_items(stream):
+    await count(stream, "item")
+
+
+@app.agent(user_tally_topic)
+async def count_users(stream):
+    await count(stream, "user")
+
+
+async def count(stream, kind: Kind) -> None:
+    """Owns the counters of the items (users) on this worker's partitions of the tallies topic;
+    a tally is acknowledged once the counters it changed are written to Feast."""
+    try:
+        cache = StateCache(connect_features(), settings.state_max_entries, settings.state_idle_s)
+        writeback = WriteBehind(cache, OnlineFeatures(settings), stream.ack)
+        _writebacks[kind] = writeback
+        counters = Counters(cache, kind)
+        async for batch in stream.noack_take(settings.batch_size * 4, within=settings.batch_wait_s):
+            await until_done(counters.count, [e.message.value or b"" for e in batch])
+            writeback.published(batch)
     except Exception:
         metrics.AGENT_CRASHES.inc()
         raise
@@ -116,11 +149,11 @@ async def follow_erasures():
             except ValidationError as exc:
                 log.error("ignoring an invalid control message at offset %d: %s", message.offset, exc)
                 continue
-            for writeback in _writebacks:
-                deleted = await until_done(partial(writeback.erase, erasure.session_ids), erasure.user_ids)
-                metrics.ERASURES.inc()
-                log.info("erased %d sessions and %d users requested at %d: %s", len(erasure.session_ids),
-                         len(erasure.user_ids), erasure.requested_at, deleted)
+            deleted = {name: await until_done(partial(writeback.erase, erasure.session_ids), erasure.user_ids)
+                       for name, writeback in list(_writebacks.items())}  # each agent's memory, then its rows
+            metrics.ERASURES.inc()
+            log.info("erased %d sessions and %d users requested at %d: %s", len(erasure.session_ids),
+                     len(erasure.user_ids), erasure.requested_at, deleted)
     finally:
         await consumer.stop()
 
@@ -128,14 +161,14 @@ async def follow_erasures():
 @app.timer(interval=60.0)
 async def purge_expired_rows():
     """Redis expires rows itself; the embedded SQLite store needs them deleted."""
-    for writeback in _writebacks:
+    for writeback in list(_writebacks.values())[:1]:  # one purge deletes every view's old rows
         await writeback.purge_expired()
 
 
 @app.timer(interval=settings.feature_flush_s)
 async def flush_features():
     """Bounds how stale Feast is behind the worker (reco_feature_freshness_seconds)."""
-    for writeback in _writebacks:
+    for writeback in list(_writebacks.values()):
         await writeback.flush()
         writeback.cache.evict()
 
@@ -176,6 +209,11 @@ async def publish(result) -> None:
                for letter in result.dead_letters]
     pending += [await recommendations_topic.send(key=rec.session_id.encode(), value=rec.model_dump_json().encode())
                 for rec in result.recommendations]
+    for tally in result.tallies:  # to the owners of the item's and the user's counters
+        value = tally.model_dump_json().encode()
+        pending.append(await item_tally_topic.send(key=tally.item_id.encode(), value=value))
+        if tally.user_id is not None:
+            pending.append(await user_tally_topic.send(key=tally.user_id.encode(), value=value))
     await asyncio.gather(*pending)
     published_s = time.time()
     metrics.RECOMMENDATIONS_PUBLISHED.inc(len(result.recommendations))

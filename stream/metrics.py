@@ -51,6 +51,8 @@ RECOMMENDATIONS_BY_VERSION = Counter("reco_recommendations", "Recommendation mes
 ATTRIBUTED_EVENTS = Counter("reco_attributed_events", "Events on an item recommended to their session shortly "
                             "before (RECO_ATTRIBUTION_*), by the version and rank of that recommendation",
                             ["event_type", "model_version", "rank_bucket"])
+TALLIES = Counter("reco_tallies_total", "Events counted into item and user counters (stream/counters.py); "
+                  "repeated: a redelivered event skipped, so each event counts once", ["counter", "outcome"])
 ERASURES = Counter("reco_erasures_total", "Erasure requests carried out (features.erase)")
 
 
@@ -72,3 +74,6 @@ def initialise_labels() -> None:
         FALLBACKS.labels(fallback_reason)
     for tail in ("head", "long"):
         EXPOSURE_SLOTS.labels(tail)
+    for counter in ("item", "user"):
+        for outcome in ("counted", "repeated"):
+            TALLIES.labels(counter, outcome)

@@ -20,14 +20,23 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol, Sequence
 
-from contract.messages import DeadLetter, Event, InvalidEvent, Recommendation, RecommendedItem, dead_letter, parse_event
+from contract.messages import (
+    DeadLetter,
+    Event,
+    InvalidEvent,
+    Recommendation,
+    RecommendedItem,
+    Tally,
+    dead_letter,
+    parse_event,
+)
 from contract.ranking import Candidate
 from contract.settings import Settings
 from contract.vocab import FallbackReason
 from features.cache import StateCache
 from features.feedback import attribute, rank_bucket, remember
 from features.privacy import pseudonym
-from features.state import OnlineState, SessionState, Shown, apply_events
+from features.state import OnlineState, SessionState, Shown, apply_events, is_first_event
 from serving.online.client import TRITON_ERRORS, SessionRow
 from stream import metrics
 from stream.explain import explain_fill_item, explain_model_item, session_categories
@@ -56,6 +65,7 @@ class Folded:
     sessions: list[SessionState]
     published_user_ids: list[str | None]  # what each recommendation carries
     fresh: list[bool]  # False: a redelivered event (its recommendation is published again, not counted)
+    tallies: list[Tally]  # each event's share of the item and user counters, for their owners
 
 
 @dataclass
@@ -63,10 +73,20 @@ class BatchResult:
     recommendations: list[Recommendation] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     event_ts: list[int] = field(default_factory=list)  # aligned with recommendations
+    tallies: list[Tally] = field(default_factory=list)
 
 
 class RankerLike(Protocol):
     async def rank(self, sessions: Sequence[SessionRow]) -> tuple[Sequence[Iterable[Candidate]], str]: ...
+
+
+def tally(event: Event, session: SessionState, source: tuple[int, int]) -> Tally:
+    """``event``'s share of its item's and user's counters; ``session`` is its state right after it."""
+    # model_construct: the fields come from a validated Event and the worker's own state.
+    return Tally.model_construct(event_id=event.event_id, event_type=event.event_type, session_id=event.session_id,
+                                 user_id=event.user_id, item_id=event.item_id, category_id=event.category_id,
+                                 session_is_new=is_first_event(session, event), source_partition=source[0],
+                                 source_offset=source[1])
 
 
 def unique(values: Iterable[str | None]) -> list[str]:
@@ -92,17 +112,17 @@ class Pipeline:
         """The stages that must run batch after batch, in partition order: they change the state."""
         metrics.BATCH_SIZE.observe(len(messages))
         with timed("validate"):
-            events, dead = self.validate(messages)
+            events, sources, dead = self.validate(messages)
             published = [e.user_id for e in events] if self.settings.publish_user_id else None
             events = [self.pseudonymize(e) for e in events]
         if not events:
-            return Folded(events, dead, [], [], [])
+            return Folded(events, dead, [], [], [], [])
         with timed("read_state"):
-            state = await self.state.load(unique(e.session_id for e in events), unique(e.item_id for e in events),
-                                          unique(e.user_id for e in events))
+            state = await self.state.load(unique(e.session_id for e in events), unique(e.item_id for e in events))
         with timed("fold_events"):
             sessions, fresh = self.fold_events(state, events)
-        return Folded(events, dead, sessions, published or [e.user_id for e in events], fresh)
+            tallies = [tally(e, s, source) for e, s, source in zip(events, sessions, sources)]
+        return Folded(events, dead, sessions, published or [e.user_id for e in events], fresh, tallies)
 
     async def recommend(self, folded: Folded) -> BatchResult:
         """The stages that only read: they may run while the next batch is being folded."""
@@ -126,10 +146,12 @@ class Pipeline:
             recs = [self.explain(e, user, s, p, categories, version, fallback)
                     for e, s, p, user in zip(folded.events, folded.sessions, picks, folded.published_user_ids)]
         metrics.LAST_EVENT_TIMESTAMP.set(time.time())
-        return BatchResult(recommendations=recs, dead_letters=folded.dead, event_ts=[e.ts for e in folded.events])
+        return BatchResult(recommendations=recs, dead_letters=folded.dead, event_ts=[e.ts for e in folded.events],
+                           tallies=folded.tallies)
 
-    def validate(self, messages: list[RawMessage]) -> tuple[list[Event], list[DeadLetter]]:
-        events, dead = [], []
+    def validate(self, messages: list[RawMessage]) -> tuple[list[Event], list[tuple[int, int]], list[DeadLetter]]:
+        """Valid events with their (partition, offset), and a dead letter for each other message."""
+        events, sources, dead = [], [], []
         for msg in messages:
             try:
                 event = parse_event(msg.value, self.settings.max_event_bytes)
@@ -139,7 +161,8 @@ class Pipeline:
                 continue
             metrics.EVENTS_CONSUMED.labels(event.event_type).inc()
             events.append(event)
-        return events, dead
+            sources.append((msg.partition, msg.offset))
+        return events, sources, dead
 
     def pseudonymize(self, event: Event) -> Event:
         key = self.pseudonym_key
@@ -152,7 +175,8 @@ class Pipeline:
         """Each event's session right after it (what the model sees for it) and whether the event
         was new; counts into popularity."""
         sessions, fresh = apply_events(state, events, self.settings.max_session_len)
-        self.state.update(state)
+        self.state.sessions.put(state.sessions)
+        self.state.items.keep(state.items)  # the local view only: the items' owners write the counters
         for event in events:
             self.popularity.observe(event.item_id, state.items[event.item_id].interaction_count, event.ts)
         return sessions, fresh

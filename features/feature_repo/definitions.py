@@ -54,6 +54,8 @@ item_stats = FeatureView(
         Field(name="interaction_count", dtype=Int64),
         Field(name="purchase_count", dtype=Int64),
         Field(name="category_id", dtype=String),
+        # per partition of `events`, the last event counted: counts stay exact on redelivery
+        Field(name="applied_offsets", dtype=Array(Int64)),
     ],
     online=True,
     source=_unread_source("item_stats"),
@@ -67,6 +69,7 @@ user_stats = FeatureView(
         Field(name="event_count", dtype=Int64),
         Field(name="session_count", dtype=Int64),
         Field(name="session_ids", dtype=Array(String)),  # what an erasure by user deletes with it
+        Field(name="applied_offsets", dtype=Array(Int64)),
     ],
     online=True,
     source=_unread_source("user_stats"),

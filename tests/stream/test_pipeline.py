@@ -9,6 +9,7 @@ from contract.settings import Settings
 from features.cache import StateCache
 from features.privacy import pseudonym
 from features.store import OnlineFeatures
+from stream.counters import Counters
 from stream.pipeline import Pipeline, RawMessage
 from stream.writeback import WriteBehind
 
@@ -59,10 +60,20 @@ async def test_every_valid_event_gets_a_recommendation_and_bad_ones_a_dead_lette
     assert result.recommendations[2].items[0].explanation[0] == "view:i4"
 
 
+async def count_tallies(store, results) -> None:
+    """What the owners of the counters do with these batches' tallies: count, then write to Feast."""
+    cache = StateCache(store)
+    values = [t.model_dump_json().encode() for result in results for t in result.tallies]
+    for kind in ("item", "user"):
+        await Counters(cache, kind).count(values)
+    store.write(cache.take_dirty())
+
+
 async def test_online_state_follows_the_events_and_redelivery_is_idempotent(pipeline):
     batch = messages([event(1, item="a"), event(2, item="b", kind="purchase"), event(3, "s2", item="a")])
-    await pipeline.process(batch)
-    await pipeline.process(batch)  # redelivered after a crash: no double counting
+    first = await pipeline.process(batch)
+    again = await pipeline.process(batch)  # redelivered after a crash: no double counting
+    assert [t.source_offset for t in again.tallies] == [0, 1, 2]  # the same events, so counted once
     store = pipeline.state.store
     acked = []
 
@@ -72,6 +83,7 @@ async def test_online_state_follows_the_events_and_redelivery_is_idempotent(pipe
     writeback = WriteBehind(pipeline.state, store, ack)
     writeback.published(["e1", "e2", "e3"])
     assert await writeback.flush() and acked == ["e1", "e2", "e3"]
+    await count_tallies(store, [first, again])
     user = pseudonym(pipeline.settings.pseudonym_key.get_secret_value().encode(), "u1")  # kept as a pseudonym
     state = store.read(["s1", "s2"], ["a", "b"], [user])
     assert state.sessions["s1"].item_ids == ("a", "b")
@@ -118,8 +130,10 @@ async def test_user_ids_are_pseudonymous_everywhere_unless_publishing_them_is_co
         features = OnlineFeatures(settings)
         features.apply()
         pipe = Pipeline(settings, StateCache(features), FakeRanker())
-        rec = (await pipe.process(messages([event(1)]))).recommendations[0]
+        result = await pipe.process(messages([event(1)]))
+        rec = result.recommendations[0]
         features.write(pipe.state.take_dirty())  # what the write-behind does
+        await count_tallies(features, [result])
         hidden = pseudonym(b"k3y", "u1")
         assert hidden != pseudonym(b"other", "u1") and hidden.startswith("p_")
         assert rec.user_id == ("u1" if publish else hidden) and rec.session_id == "s1"
