@@ -77,6 +77,14 @@ class Table(Generic[T]):
             self.dirty.discard(key)
         return len(held)
 
+    def forget_clean(self) -> int:
+        """Drops every entry already written; returns how many."""
+        clean = [key for key in self.values if key not in self.dirty]
+        for key in clean:
+            del self.values[key]
+            self.last_used.pop(key, None)
+        return len(clean)
+
     def evict(self) -> int:
         """Drops clean entries from the least recently used end; returns how many."""
         cutoff, victims = self.clock() - self.idle_s, list[str]()
@@ -137,6 +145,10 @@ class StateCache:
 
     def evict(self) -> int:
         return self.sessions.evict() + self.items.evict() + self.users.evict()
+
+    def forget_clean(self) -> int:
+        """After a rebalance another worker may change what this one held: read it again on use."""
+        return self.sessions.forget_clean() + self.items.forget_clean() + self.users.forget_clean()
 
     def __len__(self) -> int:
         return len(self.sessions.values) + len(self.items.values) + len(self.users.values)

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from datetime import timedelta
 from functools import partial
-from typing import Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import faust
 from aiokafka import AIOKafkaConsumer
@@ -156,6 +156,16 @@ async def follow_erasures():
                      len(erasure.user_ids), erasure.requested_at, deleted)
     finally:
         await consumer.stop()
+
+
+@app.on_partitions_revoked.connect  # type: ignore[arg-type]  # faust types a coroutine receiver too narrowly
+async def write_and_forget(app: Any, *revoked: Any, signal: Any, **kwargs: Any) -> None:
+    """Revoked partitions may go to another worker, which then changes their sessions and
+    counters: write what this worker changed and forget the rest, so state held from before is
+    never used again if they come back."""
+    for writeback in list(_writebacks.values()):
+        await writeback.flush()
+        log.info("rebalance: %d entries forgotten", writeback.cache.forget_clean())
 
 
 @app.timer(interval=60.0)

@@ -64,3 +64,11 @@ async def test_an_erasure_drops_the_user_and_every_session_memory_knows_for_them
     assert cache.drop(["s9"], ["u1"]) == ["s9", "s1", "s2"]
     assert set(cache.sessions.values) == {"s3"} and "u1" not in cache.users.values
     assert cache.take_dirty().sessions == {}  # nothing of theirs is written back later
+
+
+def test_after_a_rebalance_only_unwritten_entries_stay():
+    cache = StateCache(FakeStore())
+    cache.update(OnlineState({"s1": SessionState(event_count=1), "s2": SessionState(event_count=2)}))
+    cache.take_dirty()
+    cache.update(OnlineState({"s2": SessionState(event_count=3)}))
+    assert cache.forget_clean() == 1 and list(cache.sessions.values) == ["s2"]
