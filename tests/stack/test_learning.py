@@ -14,7 +14,7 @@ import uuid
 from collections import Counter
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from _client import Shopper
 from prometheus_client.parser import text_string_to_metric_families
 
 from contract.messages import Event
@@ -24,48 +24,6 @@ from serving.offline.data import generate_synthetic
 from stream.produce import session_events
 
 pytestmark = pytest.mark.stack
-
-
-class Shopper:
-    """A site as an outsider: sends events and reads back the recommendation of each."""
-
-    def __init__(self) -> None:
-        settings = self.settings = get_settings()
-        self.producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
-        partitions = self.consumer.partitions_for_topic(settings.recommendations_topic) or set()
-        self.consumer.assign([TopicPartition(settings.recommendations_topic, p) for p in partitions])
-        self.consumer.seek_to_end()
-        for tp in self.consumer.assignment():  # resolve the end offsets now, before anything is sent
-            self.consumer.position(tp)
-
-    def send(self, events: list[Event]) -> None:
-        for event in events:
-            self.producer.send(self.settings.events_topic, key=event.session_id.encode(),
-                               value=event.model_dump_json().encode())
-        self.producer.flush()
-
-    def read(self, event_ids: set[str], timeout_s: float = 60) -> dict[str, dict]:
-        recs: dict[str, dict] = {}
-        deadline = time.monotonic() + timeout_s
-        while len(recs) < len(event_ids) and time.monotonic() < deadline:
-            for batch in self.consumer.poll(timeout_ms=500).values():
-                for message in batch:
-                    rec = json.loads(message.value)
-                    if rec["event_id"] in event_ids:
-                        recs[rec["event_id"]] = rec
-        assert len(recs) == len(event_ids), f"{len(event_ids) - len(recs)} recommendations missing"
-        return recs
-
-    def step(self, events: list[Event]) -> dict[str, dict]:
-        """Sends one event per session and waits for all their recommendations: the next step's
-        events come after these in every session."""
-        self.send(events)
-        return self.read({e.event_id for e in events})
-
-    def close(self) -> None:
-        self.producer.close()
-        self.consumer.close()
 
 
 def prometheus_counts(name: str, by: str) -> Counter:

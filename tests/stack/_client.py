@@ -1,0 +1,63 @@
+"""An outside client of the running stack for the stack tests: it knows only the topics and the
+message contract."""
+from __future__ import annotations
+
+import json
+import time
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from contract.messages import Event
+from contract.settings import get_settings
+
+
+class Shopper:
+    """A site as an outsider: sends events and reads back the recommendation of each."""
+
+    def __init__(self) -> None:
+        settings = self.settings = get_settings()
+        self.producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+        self.consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+        partitions = self.consumer.partitions_for_topic(settings.recommendations_topic) or set()
+        self.consumer.assign([TopicPartition(settings.recommendations_topic, p) for p in partitions])
+        self.consumer.seek_to_end()
+        self.arrived: list[dict] = []
+        for tp in self.consumer.assignment():  # resolve the end offsets now, before anything is sent
+            self.consumer.position(tp)
+
+    def send(self, events: list[Event]) -> None:
+        for event in events:
+            self.producer.send(self.settings.events_topic, key=event.session_id.encode(),
+                               value=event.model_dump_json().encode())
+        self.producer.flush()
+
+    def read(self, event_ids: set[str], timeout_s: float = 60, settle_s: float = 0.0) -> dict[str, dict]:
+        """The recommendation of each of these events (the last copy); every copy received, in
+        order of arrival, is appended to ``self.arrived``. ``settle_s``: keep reading that long
+        after the last one, for duplicates."""
+        recs: dict[str, dict] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(recs) < len(event_ids) and time.monotonic() < deadline:
+            for rec in self.poll(event_ids):
+                recs[rec["event_id"]] = rec
+        settled = time.monotonic() + settle_s
+        while time.monotonic() < settled:
+            self.poll(event_ids)
+        assert len(recs) == len(event_ids), f"{len(event_ids) - len(recs)} of {len(event_ids)} recommendations missing"
+        return recs
+
+    def poll(self, event_ids: set[str]) -> list[dict]:
+        got = [json.loads(m.value) for batch in self.consumer.poll(timeout_ms=500).values() for m in batch]
+        mine = [rec for rec in got if rec["event_id"] in event_ids]
+        self.arrived += mine
+        return mine
+
+    def step(self, events: list[Event]) -> dict[str, dict]:
+        """Sends one event per session and waits for all their recommendations: the next step's
+        events come after these in every session."""
+        self.send(events)
+        return self.read({e.event_id for e in events})
+
+    def close(self) -> None:
+        self.producer.close()
+        self.consumer.close()
