@@ -4,6 +4,10 @@ PY := .venv/bin/python
 export PYTHONUNBUFFERED := 1
 # Subset of services for up/down, e.g. `make up SERVICES="kafka redis"`; empty = all.
 SERVICES ?=
+# Faust workers for up/test, one consumer group on this machine: `make up WORKERS=3` (at most
+# RECO_TOPIC_PARTITIONS, 8). Worker i: service worker (i = 1) or worker-i, metrics port 9108 + i - 1,
+# web port 6066 + i - 1, all scraped by Prometheus; `make down` stops every worker.
+WORKERS ?= 1
 
 .PHONY: setup up down train demo test bench report lint lock faults retrain rollback
 
@@ -26,8 +30,8 @@ lock:             ## re-resolve requirements.lock from pyproject.toml with uv
 		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes \
 		--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) -q -o requirements.lock
 
-up: setup         ## start Kafka, Redis, Triton, Prometheus, the worker; wait for health
-	bash deploy/up.sh $(SERVICES)
+up: setup         ## start Kafka, Redis, Triton, Prometheus, WORKERS workers (default 1); wait for health
+	WORKERS=$(WORKERS) bash deploy/up.sh $(SERVICES)
 
 down:             ## stop everything started by `make up` (`make down WIPE=1` also deletes .run)
 	bash deploy/down.sh $(SERVICES) $(if $(WIPE),--wipe)
@@ -70,8 +74,8 @@ retrain: setup    ## replay a shifted catalogue, retrain from the stream, hot-sw
 rollback:         ## serve the previous model version again (the newest goes to .run/retired/)
 	$(PY) -m serving.rollback
 
-test: setup       ## every test, the live ones on the real stack (Feast on Redis); CI runs this
-	bash deploy/test.sh
+test: setup       ## every test, the live ones on the real stack (Feast on Redis, WORKERS workers); CI runs this
+	WORKERS=$(WORKERS) bash deploy/test.sh
 
 report:           ## plot the last 10 minutes from Prometheus into reports/
 	$(PY) deploy/report.py --prometheus http://127.0.0.1:9090 --minutes 10 --out reports/

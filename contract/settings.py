@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     # of these owns those items' (users') counters, so counts stay exact with any number of workers.
     item_tally_topic: str = "events.by-item"
     user_tally_topic: str = "events.by-user"
-    topic_partitions: int = 4
+    topic_partitions: int = 8  # events, recommendations, DLQ, tallies: the most workers that all get work
     consumer_group: str = "streamreco"
     # Static group membership: a worker restarted under the same id gets its partitions back at
     # once instead of after a rebalance; a member silent for session_timeout_s loses them.

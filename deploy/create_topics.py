@@ -1,6 +1,11 @@
 """Create the stack's Kafka topics (names and partition counts from contract.settings.Settings).
 
-Idempotent: existing topics are left alone (a warning if one has fewer partitions than wanted).
+Idempotent: a missing topic is created; an existing topic with fewer partitions than the settings
+want gets partitions added (Kafka cannot remove any, so one with more is left as it is). Adding
+partitions moves keys: a session's later events may land on another partition than its earlier
+ones, so per-key order holds only among the events sent after the change. The workers' internal
+tally topics (events.by-item, events.by-user) are declared by the workers themselves; when they
+exist already they are extended the same way, never created here.
 Waits up to --timeout seconds for the broker to answer. deploy/up.sh runs it after Kafka starts.
 
     .venv/bin/python deploy/create_topics.py [--timeout 60]
@@ -15,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic  # noqa: E402
-from kafka.errors import KafkaError, TopicAlreadyExistsError  # noqa: E402
+from kafka.errors import InvalidPartitionsError, KafkaError, TopicAlreadyExistsError  # noqa: E402
 
 from contract.settings import get_settings  # noqa: E402
 
@@ -28,6 +33,12 @@ def wanted_topics() -> dict[str, int]:
         s.dlq_topic: s.topic_partitions,
         s.control_topic: 1,  # erasure requests: few, and every worker reads all of them
     }
+
+
+def internal_topics() -> dict[str, int]:
+    """Topics the workers declare (stream/app.py), with as many partitions as `events`."""
+    s = get_settings()
+    return {s.item_tally_topic: s.topic_partitions, s.user_tally_topic: s.topic_partitions}
 
 
 def topic_configs() -> dict[str, dict[str, str]]:
@@ -51,6 +62,28 @@ def connect(bootstrap: str, timeout_s: float) -> KafkaAdminClient:
             if time.monotonic() > deadline:
                 raise SystemExit(f"Kafka at {bootstrap} not reachable after {timeout_s:.0f}s: {exc!r}")
             time.sleep(1)
+
+
+def add_partitions(admin: KafkaAdminClient, grow: dict[str, int], have: dict[str, int], timeout_s: float) -> None:
+    """Raise each topic in ``grow`` to its partition count; updates ``have`` once the broker's
+    metadata shows the new partitions (or the timeout passes)."""
+    for name, want in grow.items():
+        print(f"topic {name}: adding partitions {have[name]} -> {want}. Keys (sessions, on events) "
+              "hash to other partitions from now on: per-key order holds only among messages sent after "
+              "this; a key's earlier messages may still sit on its old partition.", file=sys.stderr)
+    try:
+        admin.create_partitions(dict(grow), timeout_ms=30_000)
+    except InvalidPartitionsError as exc:  # raced with another grower: the count is there already
+        print(f"create_partitions: {exc!r}", file=sys.stderr)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        counts = {m.get("name") or m.get("topic"): len(m.get("partitions") or [])
+                  for m in admin.describe_topics(list(grow)) if not m.get("error_code")}
+        if all(counts.get(name, 0) >= want for name, want in grow.items()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    have.update(counts)
+    print("partitions added:", ", ".join(f"{name}({counts.get(name, 0)})" for name in grow))
 
 
 def main() -> int:
@@ -86,6 +119,17 @@ def main() -> int:
                    for name, cfg in configs.items() if name in existing]
         if altered:
             admin.alter_configs(altered)
+        grow = {name: want for name, want in wanted.items() if 0 < have.get(name, 0) < want}
+        internal = internal_topics()
+        present = [name for name in internal if name in existing]
+        if present:
+            for m in admin.describe_topics(present):
+                name = m.get("name") or m.get("topic")
+                count = len(m.get("partitions") or [])
+                if not m.get("error_code") and 0 < count < internal[name]:
+                    have[name], grow[name] = count, internal[name]
+        if grow:
+            add_partitions(admin, grow, have, args.timeout)
         for name, want in wanted.items():
             if have.get(name, 0) < want:
                 print(f"warning: topic {name} has {have.get(name, 0)} partitions, settings want {want}",

@@ -2,8 +2,9 @@
 # Stop the services started by deploy/up.sh (by pid file: TERM, then KILL after a timeout);
 # `make down` runs it. Idempotent.
 #
-#   bash deploy/down.sh                 # stop everything
-#   bash deploy/down.sh triton worker   # stop just these
+#   bash deploy/down.sh                 # stop everything (every worker, whatever WORKERS was)
+#   bash deploy/down.sh triton worker   # stop just these; `worker` means every worker (worker, worker-2, ...)
+#   bash deploy/down.sh worker-2        # stop just worker 2 (the others get its partitions after RECO_SESSION_TIMEOUT_S)
 #   bash deploy/down.sh --wipe          # stop everything and delete .run (Kafka/Redis/Prometheus data, logs)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -13,28 +14,50 @@ cd "$ROOT"
 ALL=(worker triton prometheus redis kafka)
 wipe=0
 wanted=()
+some_workers=()
 for arg in "$@"; do
     case $arg in
         --wipe) wipe=1 ;;
         -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
-        *) [[ " ${ALL[*]} " == *" $arg "* ]] || die "unknown service '$arg' (known: ${ALL[*]})"
+        worker-*) is_worker_service "$arg" || die "unknown service '$arg' (workers: worker, worker-2, worker-3, ...)"
+           some_workers+=("$arg") ;;
+        *) [[ " ${ALL[*]} " == *" $arg "* ]] || die "unknown service '$arg' (known: ${ALL[*]}, worker-2 ... worker-N)"
            wanted+=("$arg") ;;
     esac
 done
-(( ${#wanted[@]} )) || wanted=("${ALL[@]}")
+(( ${#wanted[@]} + ${#some_workers[@]} )) || wanted=("${ALL[@]}")
 (( wipe )) && (( ${#wanted[@]} < ${#ALL[@]} )) && die "--wipe stops everything; don't name services with it"
 
+# The named workers, or with `worker` every one running, stopped together (each commits on the way out).
+stop_workers() {  # NAME...
+    local name pids=()
+    for name in "$@"; do
+        stop_service "$name" 20 &
+        pids+=($!)
+    done
+    for name in "${pids[@]}"; do wait "$name"; done
+}
+
 load_settings
+stopped=()
 for name in "${ALL[@]}"; do
-    if [[ " ${wanted[*]} " == *" $name "* ]]; then
+    if [[ $name == worker ]]; then
+        if [[ " ${wanted[*]} " == *" worker "* ]]; then
+            mapfile -t some_workers < <(running_workers | while read -r i; do worker_service "$i"; done)
+            (( ${#some_workers[@]} )) || some_workers=(worker)  # none running: still "worker stopped"
+        fi
+        if (( ${#some_workers[@]} )); then stop_workers "${some_workers[@]}"; fi
+        stopped+=("${some_workers[@]}")
+    elif [[ " ${wanted[*]} " == *" $name "* ]]; then
         case $name in
             kafka) stop_service kafka 40 ;;     # controlled shutdown takes a few seconds
             *) stop_service "$name" 20 ;;
         esac
+        stopped+=("$name")
     fi
 done
 if (( wipe )); then
     log "wiping $RUN_DIR"
     rm -rf "$RUN_DIR"
 fi
-log "down: ${wanted[*]} stopped"
+log "down: ${stopped[*]} stopped"

@@ -5,6 +5,12 @@
 #   .run/pids/*.pid  one per background service
 #   .run/logs/*.log  stdout+stderr of each service
 #   .run/<service>/  each service's data
+#   .run/prometheus-config/  the rendered Prometheus config and its worker targets (workers.json)
+#
+# Workers: `WORKERS=N deploy/up.sh` runs N Faust workers in one consumer group. Worker 1 is the
+# service `worker` (worker.pid, worker.log), worker i > 1 is `worker-i` (worker-i.pid, worker-i.log);
+# worker i has group instance id worker-i and ports RECO_METRICS_PORT + i - 1 (metrics) and
+# RECO_WORKER_WEB_PORT + i - 1 (Faust web).
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
@@ -27,7 +33,7 @@ vals = dict(RUN_DIR=s.run_dir, STACK_DIR=s.stack_dir, MODEL_REPO=s.model_repo, M
             TRITON_HTTP_PORT=s.triton_http_port, TRITON_GRPC_PORT=s.triton_grpc_port,
             TRITON_METRICS_PORT=s.triton_metrics_port, PROMETHEUS_PORT=s.prometheus_port,
             WORKER_METRICS_PORT=s.metrics_port, WORKER_WEB_PORT=s.worker_web_port,
-            MAX_MESSAGE_BYTES=s.max_message_bytes)
+            MAX_MESSAGE_BYTES=s.max_message_bytes, TOPIC_PARTITIONS=s.topic_partitions)
 for k, v in vals.items():
     print(f"{k}='{v}'")
 EOF
@@ -39,6 +45,27 @@ EOF
 }
 
 pid_file() { echo "$PID_DIR/$1.pid"; }
+
+# Worker i (1-based) is the service `worker` for i = 1 and `worker-i` otherwise.
+worker_service() { if (( $1 == 1 )); then echo worker; else echo "worker-$1"; fi; }
+worker_index() { if [[ $1 == worker ]]; then echo 1; else echo "${1#worker-}"; fi; }
+is_worker_service() { [[ $1 == worker || $1 =~ ^worker-([2-9]|[1-9][0-9]+)$ ]]; }
+worker_port() {  # metrics|web INDEX
+    case $1 in
+        metrics) echo $((WORKER_METRICS_PORT + $2 - 1)) ;;
+        web) echo $((WORKER_WEB_PORT + $2 - 1)) ;;
+    esac
+}
+
+# The indices of the workers running now (by pid file; stale files are removed), ascending.
+running_workers() {
+    local f name
+    for f in "$PID_DIR"/worker.pid "$PID_DIR"/worker-*.pid; do
+        [[ -e $f ]] || continue
+        name=$(basename "$f" .pid)
+        if is_worker_service "$name" && running_pid "$name" >/dev/null; then worker_index "$name"; fi
+    done | sort -n
+}
 
 # Prints the pid of a running service, or fails when it is not running (a stale pid file is removed).
 running_pid() {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: every test in one pytest run, the live ones against the real stack with Feast on
 # Redis. Trains a short seeded model first when model_repo has none; stops the stack at the end.
+# WORKERS=N (default 1) runs the stack with N workers in one consumer group (deploy/up.sh).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -14,6 +15,7 @@ if ! ls -d model_repo/session_transformer/[0-9]* >/dev/null 2>&1; then
         --out "$RUN_DIR/test-model" --export model_repo
 fi
 trap 'bash deploy/down.sh' EXIT
-bash deploy/down.sh worker  # a worker left by `make demo` may use the SQLite store
+export WORKERS=${WORKERS:-1}
+bash deploy/down.sh worker  # every worker: one left by `make demo` may use the SQLite store
 bash deploy/up.sh
 "$PY" -m pytest -p no:cacheprovider "$@"

@@ -3,11 +3,19 @@
 #
 #   bash deploy/up.sh                              # kafka redis prometheus triton worker
 #   bash deploy/up.sh kafka redis prometheus       # just these (any order; started in stack order)
+#   WORKERS=3 bash deploy/up.sh                    # three workers in one consumer group (default 1)
+#   bash deploy/up.sh worker-2                     # just worker 2 (e.g. after deploy/down.sh worker-2)
 #   UP_TIMEOUT=300 bash deploy/up.sh triton        # longer health wait per service (default 120 s)
 #
 # Everything binds to 127.0.0.1. Ports and paths come from contract.settings.Settings (RECO_* env).
 # Logs: .run/logs/<service>.log, pids: .run/pids/<service>.pid, data: .run/<service>/.
 # Idempotent: a service whose pid file points at a live process is left as it is.
+# Workers (WORKERS=N, at most RECO_TOPIC_PARTITIONS): worker 1 is the service `worker`, worker i > 1
+# is `worker-i`; worker i runs with RECO_WORKER_INSTANCE_ID=worker-i (static group membership),
+# metrics on RECO_METRICS_PORT + i - 1 and Faust web on RECO_WORKER_WEB_PORT + i - 1 (9108.. and
+# 6066.. by default). Workers already running above N are left running (deploy/down.sh worker
+# stops every worker). Prometheus scrapes them through $RUN_DIR/prometheus-config/workers.json,
+# rewritten here: workers 1..N plus any other worker running.
 # Run `make setup` (deploy/setup.sh) first; deploy/down.sh stops everything.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -19,6 +27,11 @@ TIMEOUT=${UP_TIMEOUT:-120}
 [[ -x $PY ]] || die "no $PY: run \`make setup\` first"
 load_settings
 mkdir -p "$PID_DIR" "$LOG_DIR"
+WORKERS=${WORKERS:-1}
+[[ $WORKERS =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a whole number >= 1 (got '$WORKERS')"
+(( WORKERS <= TOPIC_PARTITIONS )) || die "WORKERS=$WORKERS is more than the $TOPIC_PARTITIONS partitions of \
+the events topic (RECO_TOPIC_PARTITIONS): the extra workers would get no partition"
+PROM_CONF_DIR=$RUN_DIR/prometheus-config
 
 already() {  # NAME: true (with a note) when the service is up already
     local pid
@@ -80,15 +93,40 @@ start_redis() {
 redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; }
 
 start_prometheus() {
-    already prometheus && return 0
-    command -v prometheus >/dev/null || die "prometheus: not found: run \`make setup\`"
+    local pid
     [[ -f deploy/prometheus/prometheus.yml ]] || die "prometheus: deploy/prometheus/prometheus.yml missing"
+    # The config is rendered on every run (a changed template or Triton port applies on reload).
+    "$PY" deploy/prometheus_config.py --out "$PROM_CONF_DIR" || die "prometheus: rendering the config failed"
+    write_worker_targets
+    if pid=$(running_pid prometheus); then
+        if tr '\0' '\n' <"/proc/$pid/cmdline" | grep -qxF -- "--config.file=$PROM_CONF_DIR/prometheus.yml"; then
+            log "prometheus: already running (pid $pid); reloading its config"
+            curl -sf -X POST --max-time 10 "http://127.0.0.1:$PROMETHEUS_PORT/-/reload" >/dev/null \
+                || log "prometheus: WARNING: config reload failed; see $LOG_DIR/prometheus.log"
+        else
+            log "prometheus: WARNING: already running (pid $pid) with another config file, so without the" \
+                "worker targets in $PROM_CONF_DIR; restart it: bash deploy/down.sh prometheus && bash deploy/up.sh prometheus"
+        fi
+        return 0
+    fi
+    command -v prometheus >/dev/null || die "prometheus: not found: run \`make setup\`"
     require_free_port prometheus "$PROMETHEUS_PORT"
     mkdir -p "$RUN_DIR/prometheus"
-    start_bg prometheus prometheus --config.file="$ROOT/deploy/prometheus/prometheus.yml" \
+    start_bg prometheus prometheus --config.file="$PROM_CONF_DIR/prometheus.yml" \
         --storage.tsdb.path="$RUN_DIR/prometheus" --storage.tsdb.retention.time=2d \
         --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" --web.enable-lifecycle
     wait_for_http prometheus "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" "$TIMEOUT" || die "prometheus did not start"
+}
+
+# The worker targets Prometheus scrapes (file_sd, re-read within seconds): workers 1..WORKERS and
+# any other worker running now, each labelled worker=worker-i.
+write_worker_targets() {
+    local i args=()
+    for i in $( { seq "$WORKERS"; running_workers; } | sort -nu); do
+        args+=(--worker "worker-$i=127.0.0.1:$(worker_port metrics "$i")")
+    done
+    "$PY" deploy/prometheus_config.py --out "$PROM_CONF_DIR" "${args[@]}" \
+        || die "prometheus: writing the worker targets failed"
 }
 
 # True when the model repository holds at least one model with a numeric version folder.
@@ -122,22 +160,78 @@ start_triton() {
     wait_for_http triton "$url" "$TIMEOUT" || die "triton did not become ready"
 }
 
-# Hook for the Faust worker (stream/app.py): healthy once its Prometheus endpoint answers.
-start_worker() {
-    already worker && return 0
-    require_free_port worker-metrics "$WORKER_METRICS_PORT"
-    require_free_port worker-web "$WORKER_WEB_PORT"
-    start_bg worker "$PY" -m stream.app worker -l info
-    wait_for_http worker "http://127.0.0.1:$WORKER_METRICS_PORT/metrics" "$TIMEOUT" || die "worker did not start"
+# No two workers' ports may meet each other or another service's port (worker i: base + i - 1).
+check_worker_ports() {  # HIGHEST_INDEX
+    local -A taken=([$KAFKA_PORT]=kafka [$KAFKA_CONTROLLER_PORT]=kafka-controller [$REDIS_PORT]=redis
+        [$TRITON_HTTP_PORT]=triton-http [$TRITON_GRPC_PORT]=triton-grpc [$TRITON_METRICS_PORT]=triton-metrics
+        [$PROMETHEUS_PORT]=prometheus)
+    local i kind port name
+    for ((i = 1; i <= $1; i++)); do
+        name=$(worker_service "$i")
+        for kind in metrics web; do
+            port=$(worker_port "$kind" "$i")
+            [[ -z ${taken[$port]:-} ]] || die "$name: its $kind port $port is also ${taken[$port]}'s; move" \
+                "RECO_METRICS_PORT / RECO_WORKER_WEB_PORT (worker i uses the port + i - 1) or that service's port"
+            taken[$port]="$name $kind"
+        done
+    done
 }
 
-wanted=("$@")
-(( ${#wanted[@]} )) || wanted=("${ALL[@]}")
-for name in "${wanted[@]}"; do
-    [[ " ${ALL[*]} " == *" $name "* ]] || die "unknown service '$name' (known: ${ALL[*]})"
+# The Faust workers (stream/app.py), by index: those not running are started together, then each
+# is healthy once its Prometheus endpoint answers.
+start_workers() {  # INDEX... (ascending)
+    local i name started=()
+    check_worker_ports "${*: -1}"
+    for i in "$@"; do
+        name=$(worker_service "$i")
+        already "$name" && continue
+        require_free_port "$name-metrics" "$(worker_port metrics "$i")"
+        require_free_port "$name-web" "$(worker_port web "$i")"
+        start_bg "$name" env RECO_WORKER_INSTANCE_ID="worker-$i" RECO_METRICS_PORT="$(worker_port metrics "$i")" \
+            RECO_WORKER_WEB_PORT="$(worker_port web "$i")" "$PY" -m stream.app worker -l info
+        started+=("$i")
+    done
+    write_worker_targets
+    for i in "${started[@]}"; do
+        name=$(worker_service "$i")
+        wait_for_http "$name" "http://127.0.0.1:$(worker_port metrics "$i")/metrics" "$TIMEOUT" || die "$name did not start"
+    done
+    for i in $(running_workers); do
+        if (( i > WORKERS )) && [[ " $* " != *" $i "* ]]; then
+            log "$(worker_service "$i"): left running (WORKERS=$WORKERS); bash deploy/down.sh $(worker_service "$i") stops it"
+        fi
+    done
+}
+
+wanted=()
+worker_ids=()
+for name in "${@}"; do
+    if [[ $name == worker ]]; then
+        worker_ids+=($(seq "$WORKERS"))
+    elif is_worker_service "$name"; then
+        worker_ids+=("$(worker_index "$name")")
+    else
+        [[ " ${ALL[*]} " == *" $name "* ]] || die "unknown service '$name' (known: ${ALL[*]}, worker-2 ... worker-N; worker 1 is \`worker\`)"
+        wanted+=("$name")
+        continue
+    fi
+    [[ " ${wanted[*]} " == *" worker "* ]] || wanted+=(worker)
 done
+if (( $# == 0 )); then
+    wanted=("${ALL[@]}")
+    worker_ids=($(seq "$WORKERS"))
+fi
+if (( ${#worker_ids[@]} )); then mapfile -t worker_ids < <(printf '%s\n' "${worker_ids[@]}" | sort -nu); fi
+start_worker() { start_workers "${worker_ids[@]}"; }
 t0=$SECONDS
+started=()
 for name in "${ALL[@]}"; do
-    if [[ " ${wanted[*]} " == *" $name "* ]]; then "start_$name"; fi
+    [[ " ${wanted[*]} " == *" $name "* ]] || continue
+    "start_$name"
+    if [[ $name == worker ]]; then
+        for i in "${worker_ids[@]}"; do started+=("$(worker_service "$i")"); done
+    else
+        started+=("$name")
+    fi
 done
-log "up: ${wanted[*]} ready in $((SECONDS - t0))s (logs in $LOG_DIR)"
+log "up: ${started[*]} ready in $((SECONDS - t0))s (logs in $LOG_DIR)"

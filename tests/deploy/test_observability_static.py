@@ -4,6 +4,7 @@ metric a query reads is one the worker or Triton exports, and deploy/report.py's
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import shutil
 import subprocess
@@ -58,16 +59,58 @@ def test_promtool(args):
     assert proc.returncode == 0, f"promtool {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
 
 
-def test_prometheus_config_scrapes_worker_and_triton():
+def _prometheus_config_module():
+    spec = importlib.util.spec_from_file_location("streamreco_prometheus_config",
+                                                  REPO / "deploy" / "prometheus_config.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_prometheus_template_scrapes_workers_from_file_and_triton():
+    """The template (deploy/up.sh renders it): workers from file_sd workers.json, Triton static."""
     from contract.settings import Settings
 
     s = Settings()
     cfg = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     assert cfg["global"]["scrape_interval"] == "5s"
     assert cfg["rule_files"] == ["alerts.yml"]
-    jobs = {j["job_name"]: [t for sc in j["static_configs"] for t in sc["targets"]] for j in cfg["scrape_configs"]}
-    assert jobs["worker"] == [f"127.0.0.1:{s.metrics_port}"]
-    assert jobs["triton"] == [f"127.0.0.1:{s.triton_metrics_port}"]
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    assert set(jobs) == {"worker", "triton"}
+    assert "static_configs" not in jobs["worker"]
+    assert [f for sd in jobs["worker"]["file_sd_configs"] for f in sd["files"]] == ["workers.json"]
+    assert [t for sc in jobs["triton"]["static_configs"] for t in sc["targets"]] == [
+        f"127.0.0.1:{s.triton_metrics_port}"]
+
+
+def test_rendered_prometheus_config_with_worker_targets(tmp_path):
+    """What deploy/up.sh writes into the run directory: promtool accepts it with the targets file
+    beside it (file_sd paths resolve against the config's directory), rules point back here."""
+    mod = _prometheus_config_module()
+    out = tmp_path / "run dir" / "prometheus-config"
+    assert mod.main(["--out", str(out), "--worker", "worker-1=127.0.0.1:9108",
+                     "--worker", "worker-2=127.0.0.1:9109"]) == 0
+    cfg = yaml.safe_load((out / "prometheus.yml").read_text())
+    assert cfg["rule_files"] == [str(PROMETHEUS_DIR.resolve() / "alerts.yml")]
+    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
+    assert jobs["worker"]["file_sd_configs"][0]["files"] == [mod.TARGETS_FILE]
+    targets = json.loads((out / mod.TARGETS_FILE).read_text())
+    assert targets == [{"targets": ["127.0.0.1:9108"], "labels": {"worker": "worker-1"}},
+                       {"targets": ["127.0.0.1:9109"], "labels": {"worker": "worker-2"}}]
+    proc = subprocess.run([_promtool(), "check", "config", "prometheus.yml"], cwd=out,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, f"promtool check config failed:\n{proc.stdout}\n{proc.stderr}"
+    assert "WARNING" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+    # Rendering again without --worker keeps the targets; another Triton port lands in the config.
+    mod.write_files(out, mod.render_config(triton_metrics_port=18002), None)
+    cfg = yaml.safe_load((out / "prometheus.yml").read_text())
+    triton = next(j for j in cfg["scrape_configs"] if j["job_name"] == "triton")
+    assert triton["static_configs"] == [{"targets": ["127.0.0.1:18002"]}]
+    assert json.loads((out / mod.TARGETS_FILE).read_text()) == targets
+    assert sorted(p.name for p in out.iterdir()) == ["prometheus.yml", "workers.json"]  # no temp files left
+    with pytest.raises(SystemExit):
+        mod.main(["--out", str(out), "--worker", "worker-1"])
 
 
 # ------------------------------------------------------------------------------ metric names
