@@ -163,6 +163,7 @@ async def write_and_forget(app: Any, *revoked: Any, signal: Any, **kwargs: Any) 
     """Revoked partitions may go to another worker, which then changes their sessions and
     counters: write what this worker changed and forget the rest, so state held from before is
     never used again if they come back."""
+    metrics.CONSUMER_LAG.clear()  # partitions this worker may no longer hold; record_lag sets the rest again
     for writeback in list(_writebacks.values()):
         await writeback.flush()
         log.info("rebalance: %d entries forgotten", writeback.cache.forget_clean())
@@ -260,9 +261,9 @@ async def probe_triton():
 async def record_lag():
     consumer = app.consumer
     for tp in consumer.assignment():
-        position = await consumer.position(tp)
-        if position is not None:
-            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, consumer.highwater(tp) - position))
+        position, highwater = await consumer.position(tp), consumer.highwater(tp)
+        if position is not None and highwater is not None:  # None until a new partition's first fetch
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - position))
 
 
 if __name__ == "__main__":
