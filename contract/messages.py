@@ -75,7 +75,7 @@ class DeadLetter(BaseModel):
 
 class Tally(BaseModel):
     """One valid event's share of the item and user counters, forwarded by the worker that folded
-    its session to the topics keyed by item and by user (internal: ``events.by-item``,
+    its session to the topics partitioned by item and by user (internal: ``events.by-item``,
     ``events.by-user``), so one worker owns each item's and each user's counters whatever the
     number of workers. ``source_partition``/``source_offset`` name the event on ``events``: a
     counter applies each event once, however often it is forwarded (features/state.py)."""
@@ -91,6 +91,15 @@ class Tally(BaseModel):
     session_is_new: bool  # the session's first event: counts a session for the user
     source_partition: int = Field(ge=0)
     source_offset: int = Field(ge=0)
+
+
+class TallyBatch(BaseModel):
+    """The tallies of one worker's batch whose items (users) hash to one partition of the tallies
+    topic: one message per partition and batch instead of one per event."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tallies: list[Tally]
 
 
 class Erasure(BaseModel):

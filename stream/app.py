@@ -27,7 +27,7 @@ from features.cache import StateCache
 from features.store import OnlineFeatures
 from serving.online.client import TritonRanker
 from stream import metrics
-from stream.counters import Counters, Kind
+from stream.counters import Counters, Kind, item_key, route, user_key
 from stream.metrics import timed
 from stream.pipeline import Folded, Pipeline, RawMessage
 from stream.writeback import WriteBehind
@@ -220,11 +220,9 @@ async def publish(result) -> None:
                for letter in result.dead_letters]
     pending += [await recommendations_topic.send(key=rec.session_id.encode(), value=rec.model_dump_json().encode())
                 for rec in result.recommendations]
-    for tally in result.tallies:  # to the owners of the item's and the user's counters
-        value = tally.model_dump_json().encode()
-        pending.append(await item_tally_topic.send(key=tally.item_id.encode(), value=value))
-        if tally.user_id is not None:
-            pending.append(await user_tally_topic.send(key=tally.user_id.encode(), value=value))
+    for topic, key in ((item_tally_topic, item_key), (user_tally_topic, user_key)):  # to the counters' owners
+        for partition, value in route(result.tallies, key, settings.topic_partitions).items():
+            pending.append(await topic.send(value=value, partition=partition))
     await asyncio.gather(*pending)
     published_s = time.time()
     metrics.RECOMMENDATIONS_PUBLISHED.inc(len(result.recommendations))

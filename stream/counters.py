@@ -10,11 +10,12 @@ counter's own batch redelivered) is skipped the second time.
 from __future__ import annotations
 
 import logging
+import zlib
 from typing import Callable, Iterable, Literal, TypeVar
 
 from pydantic import ValidationError
 
-from contract.messages import Tally
+from contract.messages import Tally, TallyBatch
 from features.cache import StateCache
 from features.state import apply_item_tally, apply_user_tally
 from stream import metrics
@@ -32,10 +33,10 @@ class Counters:
         tallies = []
         for value in values:
             try:
-                tallies.append(Tally.model_validate_json(value))
+                tallies += TallyBatch.model_validate_json(value).tallies
             except ValidationError as exc:  # only workers write these topics: a bug, not input
                 metrics.TALLIES.labels(self.kind, "invalid").inc()
-                log.error("skipping an invalid tally: %s", exc)
+                log.error("skipping an invalid tally batch: %s", exc)
         return tallies
 
     async def count(self, values: list[bytes]) -> None:
@@ -64,3 +65,23 @@ class Counters:
 
 def unique(keys: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(keys))
+
+
+def route(tallies: list[Tally], key: Callable[[Tally], str | None], partitions: int) -> dict[int, bytes]:
+    """One message per partition of a tallies topic: each key always lands on the same partition
+    (CRC-32 of the key), so one worker owns it; tallies without a key (anonymous users) are left out."""
+    groups: dict[int, list[Tally]] = {}
+    for tally in tallies:
+        k = key(tally)
+        if k is not None:
+            groups.setdefault(zlib.crc32(k.encode()) % partitions, []).append(tally)
+    return {partition: TallyBatch.model_construct(tallies=group).model_dump_json().encode()
+            for partition, group in groups.items()}
+
+
+def item_key(tally: Tally) -> str:
+    return tally.item_id
+
+
+def user_key(tally: Tally) -> str | None:
+    return tally.user_id

@@ -9,7 +9,7 @@ from contract.settings import Settings
 from features.cache import StateCache
 from features.privacy import pseudonym
 from features.store import OnlineFeatures
-from stream.counters import Counters
+from stream.counters import Counters, item_key, route, user_key
 from stream.pipeline import Pipeline, RawMessage
 from stream.writeback import WriteBehind
 
@@ -63,9 +63,9 @@ async def test_every_valid_event_gets_a_recommendation_and_bad_ones_a_dead_lette
 async def count_tallies(store, results) -> None:
     """What the owners of the counters do with these batches' tallies: count, then write to Feast."""
     cache = StateCache(store)
-    values = [t.model_dump_json().encode() for result in results for t in result.tallies]
-    for kind in ("item", "user"):
-        await Counters(cache, kind).count(values)
+    tallies = [t for result in results for t in result.tallies]
+    for kind, key in (("item", item_key), ("user", user_key)):
+        await Counters(cache, kind).count(list(route(tallies, key, partitions=8).values()))
     store.write(cache.take_dirty())
 
 
