@@ -155,7 +155,7 @@ def test_kubeconform_catches_a_misspelt_custom_resource_field(tools: dict[str, s
 def test_chart_objects(rendered: dict[str, str]) -> None:
     objs = _objects(rendered["default"])
     kinds = sorted(o["kind"] for o in objs)
-    for kind, count in {"Deployment": 3, "Kafka": 1, "KafkaNodePool": 1, "KafkaTopic": 4, "ScaledObject": 1,
+    for kind, count in {"Deployment": 3, "Kafka": 1, "KafkaNodePool": 1, "KafkaTopic": 6, "ScaledObject": 1,
                         "PodMonitor": 2, "Secret": 2, "Service": 2}.items():
         assert kinds.count(kind) == count, f"{kind}: {kinds.count(kind)} (all: {kinds})"
     assert not _by_kind(objs, "HorizontalPodAutoscaler")
@@ -233,7 +233,9 @@ def test_kafka_kraft_and_topics(rendered: dict[str, str]) -> None:
     assert "zookeeper" not in kafka["spec"]
     topics = {t["spec"]["topicName"]: t for t in _by_kind(objs, "KafkaTopic")}
     assert set(topics) == {env["RECO_EVENTS_TOPIC"], env["RECO_RECOMMENDATIONS_TOPIC"], env["RECO_DLQ_TOPIC"],
-                           env["RECO_CONTROL_TOPIC"]}
+                           env["RECO_CONTROL_TOPIC"], env["RECO_ITEM_TALLY_TOPIC"], env["RECO_USER_TALLY_TOPIC"]}
+    for tallies in (env["RECO_ITEM_TALLY_TOPIC"], env["RECO_USER_TALLY_TOPIC"]):  # routed by partition number
+        assert topics[tallies]["spec"]["partitions"] == int(env["RECO_TOPIC_PARTITIONS"])
     retention_ms = int(env["RECO_TOPIC_RETENTION_HOURS"]) * 3_600_000
     assert all(int(t["spec"]["config"]["retention.ms"]) == retention_ms for t in topics.values())
     assert all(t["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"] for t in topics.values())
