@@ -40,6 +40,7 @@ if not settings.pseudonym_key.get_secret_value():
 T = TypeVar("T")
 R = TypeVar("R")
 
+(settings.run_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
 app = faust.App(
     settings.consumer_group,
     broker=f"kafka://{settings.bootstrap_servers}",
