@@ -3,9 +3,7 @@
 Idempotent: a missing topic is created; an existing topic with fewer partitions than the settings
 want gets partitions added (Kafka cannot remove any, so one with more is left as it is). Adding
 partitions moves keys: a session's later events may land on another partition than its earlier
-ones, so per-key order holds only among the events sent after the change. The workers' internal
-tally topics (events.by-item, events.by-user) are declared by the workers themselves; when they
-exist already they are extended the same way, never created here.
+ones, so per-key order holds only among the events sent after the change.
 Waits up to --timeout seconds for the broker to answer. deploy/up.sh runs it after Kafka starts.
 
     .venv/bin/python deploy/create_topics.py [--timeout 60]
@@ -32,13 +30,11 @@ def wanted_topics() -> dict[str, int]:
         s.recommendations_topic: s.topic_partitions,
         s.dlq_topic: s.topic_partitions,
         s.control_topic: 1,  # erasure requests: few, and every worker reads all of them
+        # The tallies for the owners of the item and user counters: the workers route by partition
+        # number, so these have the partitions of `events`.
+        s.item_tally_topic: s.topic_partitions,
+        s.user_tally_topic: s.topic_partitions,
     }
-
-
-def internal_topics() -> dict[str, int]:
-    """Topics the workers declare (stream/app.py), with as many partitions as `events`."""
-    s = get_settings()
-    return {s.item_tally_topic: s.topic_partitions, s.user_tally_topic: s.topic_partitions}
 
 
 def topic_configs() -> dict[str, dict[str, str]]:
@@ -120,14 +116,6 @@ def main() -> int:
         if altered:
             admin.alter_configs(altered)
         grow = {name: want for name, want in wanted.items() if 0 < have.get(name, 0) < want}
-        internal = internal_topics()
-        present = [name for name in internal if name in existing]
-        if present:
-            for m in admin.describe_topics(present):
-                name = m.get("name") or m.get("topic")
-                count = len(m.get("partitions") or [])
-                if not m.get("error_code") and 0 < count < internal[name]:
-                    have[name], grow[name] = count, internal[name]
         if grow:
             add_partitions(admin, grow, have, args.timeout)
         for name, want in wanted.items():

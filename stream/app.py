@@ -11,7 +11,6 @@ import asyncio
 import logging
 import time
 from collections import deque
-from datetime import timedelta
 from functools import partial
 from typing import Any, Awaitable, Callable, TypeVar
 
@@ -59,20 +58,19 @@ app = faust.App(
 )
 
 
-def raw_topic(name: str, **declare) -> faust.TopicT:
+def raw_topic(name: str) -> faust.TopicT:
     """Bytes in and out: the contract (contract/messages.py) parses and serialises, not Faust."""
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                     allow_empty=True, **declare)
+                     allow_empty=True)
 
 
 events_topic = raw_topic(settings.events_topic)
 recommendations_topic = raw_topic(settings.recommendations_topic)
 dlq_topic = raw_topic(settings.dlq_topic)
-# Internal: the workers declare them (as many partitions as `events`, the same retention).
-_internal = dict(internal=True, partitions=settings.topic_partitions,
-                 retention=timedelta(hours=settings.topic_retention_hours))
-item_tally_topic = raw_topic(settings.item_tally_topic, **_internal)
-user_tally_topic = raw_topic(settings.user_tally_topic, **_internal)
+# Created with the others by deploy/create_topics.py (the Helm chart: KafkaTopic), with the
+# partitions of `events`: tallies are routed by partition number.
+item_tally_topic = raw_topic(settings.item_tally_topic)
+user_tally_topic = raw_topic(settings.user_tally_topic)
 
 
 @retry(stop=stop_after_delay(60), wait=wait_exponential(max=5), reraise=True)
