@@ -75,19 +75,18 @@ def apply_session(state: SessionState, event: Event, max_len: int) -> SessionSta
     purchased = state.purchased_items
     if event.event_type == "purchase" and event.item_id not in purchased:
         purchased = (purchased + (event.item_id,))[-MAX_PURCHASED:]
-    return SessionState(
+    return replace(
+        state,
         item_ids=(state.item_ids + (event.item_id,))[-max_len:],
         event_types=(state.event_types + (event.event_type,))[-max_len:],
         purchased_items=purchased,
         recent_event_ids=(state.recent_event_ids + (event.event_id,))[-RECENT_EVENT_IDS:],
         event_count=state.event_count + 1,
         last_ts=max(state.last_ts, event.ts),
-        recommended=state.recommended,
-        attributed_count=state.attributed_count,
     )
 
 
-def apply_item(stats: ItemStats, event: Event) -> ItemStats:
+def apply_item(stats: ItemStats, event: Event | Tally) -> ItemStats:
     return replace(stats, interaction_count=stats.interaction_count + 1,
                    purchase_count=stats.purchase_count + (event.event_type == "purchase"),
                    category_id=event.category_id or stats.category_id)
@@ -114,9 +113,7 @@ def apply_item_tally(stats: ItemStats, tally: Tally) -> ItemStats | None:
     applied = record_offset(stats.applied_offsets, tally.source_partition, tally.source_offset)
     if applied is None:
         return None
-    return ItemStats(interaction_count=stats.interaction_count + 1,
-                     purchase_count=stats.purchase_count + (tally.event_type == "purchase"),
-                     category_id=tally.category_id or stats.category_id, applied_offsets=applied)
+    return replace(apply_item(stats, tally), applied_offsets=applied)
 
 
 def apply_user_tally(stats: UserStats, tally: Tally) -> UserStats | None:

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 import zlib
-from typing import Callable, Iterable, Literal, TypeVar
+from typing import Callable, Literal, TypeVar
 
 from pydantic import ValidationError
 
 from contract.messages import Tally, TallyBatch
 from features.cache import StateCache
-from features.state import apply_item_tally, apply_user_tally
+from features.state import OnlineState, apply_item_tally, apply_user_tally
 from stream import metrics
+from stream.pipeline import unique
 
 log = logging.getLogger(__name__)
 Kind = Literal["item", "user"]
@@ -45,11 +46,11 @@ class Counters:
         if self.kind == "item":
             items = [(t.item_id, t) for t in tallies]
             held_items = (await self.state.load(item_ids=unique(k for k, _ in items))).items
-            self.state.items.put(self.fold(held_items, items, apply_item_tally))
+            self.state.update(OnlineState(items=self.fold(held_items, items, apply_item_tally)))
         else:
             users = [(t.user_id, t) for t in tallies if t.user_id is not None]
             held_users = (await self.state.load(user_ids=unique(k for k, _ in users))).users
-            self.state.users.put(self.fold(held_users, users, apply_user_tally))
+            self.state.update(OnlineState(users=self.fold(held_users, users, apply_user_tally)))
 
     def fold(self, held: dict[str, S], keyed: list[tuple[str, Tally]],
              apply: Callable[[S, Tally], S | None]) -> dict[str, S]:
@@ -62,9 +63,6 @@ class Counters:
                 changed[key] = counted
         return changed
 
-
-def unique(keys: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(keys))
 
 
 def route(tallies: list[Tally], key: Callable[[Tally], str | None], partitions: int) -> dict[int, bytes]:
