@@ -4,9 +4,10 @@ generates are read from ``<stack dir>/secrets.env`` (the environment wins over t
 from __future__ import annotations
 
 import os
+import ssl
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -14,6 +15,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STACK_DIR = PROJECT_ROOT / ".stack"
 SECRETS_FILE = Path(os.environ.get("RECO_STACK_DIR") or DEFAULT_STACK_DIR) / "secrets.env"
+
+# Each Kafka client acts as one of these users; create_topics.py gives each only the ACLs it needs
+# (README, "Access"): the worker reads events and writes recommendations, a producer writes events
+# only, a reader reads events, recommendations and dead letters, the admin (a super user) manages.
+KafkaRole = Literal["admin", "worker", "producer", "reader"]
 
 
 class Settings(BaseSettings):
@@ -40,6 +46,16 @@ class Settings(BaseSettings):
     # The broker's message.max.bytes: the largest message anyone can put on `events`. Dead letters
     # carry the message's bytes (base64 at worst, 4/3), so the DLQ topic accepts twice this.
     max_message_bytes: int = 4_194_304
+    # Access: the local broker takes SASL_SSL only (SCRAM-SHA-512 users over TLS, certificates made
+    # by `make setup`); PLAINTEXT is for clusters that secure the network themselves. Passwords
+    # come from secrets.env (`make setup`) or the environment, never from the repository.
+    kafka_security_protocol: Literal["SASL_SSL", "PLAINTEXT"] = "SASL_SSL"
+    kafka_ca_file: Path | None = None  # default: <stack dir>/tls/ca.pem
+    kafka_admin_password: SecretStr = SecretStr("")
+    kafka_worker_password: SecretStr = SecretStr("")
+    kafka_producer_password: SecretStr = SecretStr("")
+    kafka_reader_password: SecretStr = SecretStr("")
+    kafka_controller_password: SecretStr = SecretStr("")  # the broker's own controller listener (PLAIN)
     # How long the broker keeps events, recommendations, dead letters and control messages: what
     # an erased shopper's events on the topics live at most (create_topics.py sets retention.ms).
     topic_retention_hours: int = 24
@@ -101,7 +117,8 @@ class Settings(BaseSettings):
     online_store: Literal["sqlite", "redis"] = "redis"  # `make up` starts Redis; sqlite embeds Feast
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
-    redis_password: SecretStr = SecretStr("")
+    redis_user: str = "feast"  # an ACL user (deploy/up.sh turns Redis's default user off)
+    redis_password: SecretStr = SecretStr("")  # empty: no AUTH (a Redis that allows it)
     project_name: str = "streamreco"
 
     # Local stack
@@ -122,10 +139,38 @@ class Settings(BaseSettings):
         listed = [url.strip() for url in self.triton_urls.split(",") if url.strip()]
         return listed or [f"{self.triton_host}:{self.triton_grpc_port}"]
 
+    def kafka_password(self, role: KafkaRole) -> str:
+        password: SecretStr = getattr(self, f"kafka_{role}_password")
+        if not password.get_secret_value():
+            raise RuntimeError(f"RECO_KAFKA_{role.upper()}_PASSWORD is not set: `make setup` writes it to "
+                               f"{self.stack_dir / 'secrets.env'}")
+        return password.get_secret_value()
+
+    def kafka_ssl_context(self) -> ssl.SSLContext:
+        """Trusts the stack's own CA only, and checks the broker's name (its certificate names
+        127.0.0.1 and localhost)."""
+        return ssl.create_default_context(cafile=str(self.kafka_ca_file or self.stack_dir / "tls" / "ca.pem"))
+
+    def kafka_client_options(self, role: KafkaRole) -> dict[str, Any]:
+        """Connection keyword arguments for a kafka-python or aiokafka client acting as ``role``."""
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers}
+        if self.kafka_security_protocol == "SASL_SSL":
+            options.update(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                           sasl_plain_username=role, sasl_plain_password=self.kafka_password(role),
+                           ssl_context=self.kafka_ssl_context())
+        return options
+
     @property
-    def redis_connection_string(self) -> str:
+    def redis_auth(self) -> dict[str, str | None]:
+        """username/password keyword arguments for redis.Redis (None: no AUTH)."""
         password = self.redis_password.get_secret_value()
-        return f"{self.redis_host}:{self.redis_port}" + (f",password={password}" if password else "")
+        return {"username": self.redis_user if password else None, "password": password or None}
+
+    @property
+    def redis_connection_string(self) -> str:  # Feast's format; values must not hold ',' or '='
+        password = self.redis_password.get_secret_value()
+        auth = f",username={self.redis_user},password={password}" if password else ""
+        return f"{self.redis_host}:{self.redis_port}{auth}"
 
 
 @lru_cache

@@ -8,6 +8,9 @@ samples the worker group's consumer lag and the CPU time of the stack's processe
 
 ``--rate 0`` sends as fast as the producer can (a burst). ``--echo`` times a produce-to-consume
 round trip on a scratch topic instead: the transport floor under the product's latency.
+It connects as README's Access section tells a client to: SASL_SSL, SCRAM-SHA-512, the stack's CA,
+as the `admin` user (it produces, consumes and reads the group's lag) with the password from
+RECO_KAFKA_ADMIN_PASSWORD or .stack/secrets.env.
 """
 from __future__ import annotations
 
@@ -58,13 +61,28 @@ def cpu_seconds(pid_dir: Path) -> dict[str, float]:
     return out
 
 
+def connection(args: argparse.Namespace) -> dict:
+    """Keyword arguments for every kafka-python client this one makes."""
+    if args.security_protocol == "PLAINTEXT":
+        return {"bootstrap_servers": args.bootstrap}
+    name = f"RECO_KAFKA_{args.user.upper()}_PASSWORD"
+    password = os.environ.get(name)
+    if not password and args.secrets_file.is_file():
+        lines = (line.partition("=") for line in args.secrets_file.read_text().splitlines())
+        password = next((value for key, _, value in lines if key == name), None)
+    if not password:
+        raise SystemExit(f"{name} is not set and not in {args.secrets_file} (`make setup` writes it)")
+    return {"bootstrap_servers": args.bootstrap, "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
+            "sasl_plain_username": args.user, "sasl_plain_password": password, "ssl_cafile": str(args.ca_file)}
+
+
 class LagSampler(threading.Thread):
     """Every second: the worker group's total lag on the events topic."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str):
+    def __init__(self, kafka: dict, group: str, topic: str):
         super().__init__(daemon=True)
-        self.admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-        self.probe = KafkaConsumer(bootstrap_servers=bootstrap)
+        self.admin = KafkaAdminClient(**kafka)
+        self.probe = KafkaConsumer(**kafka)
         self.group, self.topic = group, topic
         self.samples: list[int] = []
         self.stop = threading.Event()
@@ -91,17 +109,18 @@ def make_event(tag: str, n: int, sessions: int, items: int, rng: random.Random) 
 
 def run(args: argparse.Namespace) -> dict:
     tag = f"bench{uuid.uuid4().hex[:8]}"
+    kafka = connection(args)
     out_topic = args.echo_topic if args.echo else args.recommendations_topic
     in_topic = args.echo_topic if args.echo else args.events_topic
     if args.echo:
-        admin = KafkaAdminClient(bootstrap_servers=args.bootstrap)
+        admin = KafkaAdminClient(**kafka)
         try:
             admin.create_topics([NewTopic(args.echo_topic, num_partitions=4, replication_factor=1)])
         except TopicAlreadyExistsError:
             pass
         admin.close()
 
-    consumer = KafkaConsumer(bootstrap_servers=args.bootstrap, enable_auto_commit=False,
+    consumer = KafkaConsumer(**kafka, enable_auto_commit=False,
                              fetch_max_wait_ms=5, max_partition_fetch_bytes=10_000_000)
     partitions = [TopicPartition(out_topic, p) for p in consumer.partitions_for_topic(out_topic) or []]
     consumer.assign(partitions)
@@ -117,7 +136,7 @@ def run(args: argparse.Namespace) -> dict:
     done_sending = threading.Event()
 
     def produce() -> None:
-        producer = KafkaProducer(bootstrap_servers=args.bootstrap, acks="all", linger_ms=1)
+        producer = KafkaProducer(**kafka, acks="all", linger_ms=1)
         rng = random.Random(args.seed)
         start = time.perf_counter()
         for n in range(total):
@@ -132,7 +151,7 @@ def run(args: argparse.Namespace) -> dict:
         producer.flush()
         done_sending.set()
 
-    lag = None if args.echo else LagSampler(args.bootstrap, args.group, args.events_topic)
+    lag = None if args.echo else LagSampler(kafka, args.group, args.events_topic)
     cpu_before = cpu_seconds(args.pid_dir)
     if lag:
         lag.start()
@@ -195,6 +214,12 @@ def main() -> None:
     env = os.environ.get
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default=env("RECO_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    stack = Path(env("RECO_STACK_DIR", ".stack"))
+    parser.add_argument("--security-protocol", choices=["SASL_SSL", "PLAINTEXT"],
+                        default=env("RECO_KAFKA_SECURITY_PROTOCOL", "SASL_SSL"))
+    parser.add_argument("--user", default="admin")
+    parser.add_argument("--ca-file", type=Path, default=Path(env("RECO_KAFKA_CA_FILE", str(stack / "tls" / "ca.pem"))))
+    parser.add_argument("--secrets-file", type=Path, default=stack / "secrets.env")
     parser.add_argument("--events-topic", default=env("RECO_EVENTS_TOPIC", "events"))
     parser.add_argument("--recommendations-topic", default=env("RECO_RECOMMENDATIONS_TOPIC", "recommendations"))
     parser.add_argument("--group", default=env("RECO_CONSUMER_GROUP", "streamreco"))

@@ -40,8 +40,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=10_000)
     args = parser.parse_args()
     settings = get_settings()
-    client = redis.Redis(host=settings.redis_host, port=settings.redis_port,
-                         password=settings.redis_password.get_secret_value() or None)
+    client = redis.Redis(host=settings.redis_host, port=settings.redis_port, **settings.redis_auth)
     redis_before, triton_before = redis_calls(client), triton_counters(settings.triton_metrics_port)
     run = subprocess.run([sys.executable, "deploy/bench_client.py", "--rate", "0", "--events", str(args.events)],
                          cwd=ROOT, check=True, capture_output=True, text=True)

@@ -1,4 +1,5 @@
-"""Create the stack's Kafka topics (names and partition counts from contract.settings.Settings).
+"""Create the stack's Kafka topics (names and partition counts from contract.settings.Settings)
+and, on a SASL_SSL broker, its users and ACLs (deploy/kafka_access.py). Connects as admin.
 
 Idempotent: a missing topic is created; an existing topic with fewer partitions than the settings
 want gets partitions added (Kafka cannot remove any, so one with more is left as it is). Adding
@@ -20,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic  # noqa: E402
 from kafka.errors import InvalidPartitionsError, KafkaError, TopicAlreadyExistsError  # noqa: E402
 
-from contract.settings import get_settings  # noqa: E402
+from contract.settings import Settings, get_settings  # noqa: E402
+from deploy.kafka_access import apply_access  # noqa: E402
 
 
 def wanted_topics() -> dict[str, int]:
@@ -48,15 +50,15 @@ def topic_configs() -> dict[str, dict[str, str]]:
     return configs
 
 
-def connect(bootstrap: str, timeout_s: float) -> KafkaAdminClient:
+def connect(settings: Settings, timeout_s: float) -> KafkaAdminClient:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return KafkaAdminClient(bootstrap_servers=bootstrap, client_id="create-topics",
+            return KafkaAdminClient(**settings.kafka_client_options("admin"), client_id="create-topics",
                                     request_timeout_ms=10_000)
         except KafkaError as exc:
             if time.monotonic() > deadline:
-                raise SystemExit(f"Kafka at {bootstrap} not reachable after {timeout_s:.0f}s: {exc!r}")
+                raise SystemExit(f"Kafka at {settings.bootstrap_servers} not reachable after {timeout_s:.0f}s: {exc!r}")
             time.sleep(1)
 
 
@@ -88,8 +90,10 @@ def main() -> int:
     args = parser.parse_args()
 
     settings = get_settings()
-    admin = connect(settings.bootstrap_servers, args.timeout)
+    admin = connect(settings, args.timeout)
     try:
+        if settings.kafka_security_protocol == "SASL_SSL":
+            apply_access(admin, settings)
         wanted = wanted_topics()
         existing = set(admin.list_topics())
         configs = topic_configs()

@@ -33,7 +33,12 @@ vals = dict(RUN_DIR=s.run_dir, STACK_DIR=s.stack_dir, MODEL_REPO=s.model_repo, M
             TRITON_HTTP_PORT=s.triton_http_port, TRITON_GRPC_PORT=s.triton_grpc_port,
             TRITON_METRICS_PORT=s.triton_metrics_port, PROMETHEUS_PORT=s.prometheus_port,
             WORKER_METRICS_PORT=s.metrics_port, WORKER_WEB_PORT=s.worker_web_port,
-            MAX_MESSAGE_BYTES=s.max_message_bytes, TOPIC_PARTITIONS=s.topic_partitions)
+            MAX_MESSAGE_BYTES=s.max_message_bytes, TOPIC_PARTITIONS=s.topic_partitions,
+            KAFKA_SECURITY=s.kafka_security_protocol, REDIS_USER=s.redis_user)
+# Secrets go to the services that need them (the broker's config, Redis's ACL file), never to argv.
+secrets = dict(KAFKA_ADMIN_PASSWORD=s.kafka_admin_password, KAFKA_CONTROLLER_PASSWORD=s.kafka_controller_password,
+               REDIS_PASSWORD=s.redis_password)
+vals.update({k: v.get_secret_value() for k, v in secrets.items()})
 for k, v in vals.items():
     print(f"{k}='{v}'")
 EOF

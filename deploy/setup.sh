@@ -8,6 +8,8 @@
 #   3. Kafka jars from deploy/kafka/pom.xml into .stack/kafka/libs   (redone when the pom changes)
 #   4. Triton: the tritonserver binary from the nvidia-pytriton wheel into .stack/triton
 #   5. .stack/model-env: the Python env Triton's python backend runs models in (numpy<2 + torch)
+#   6. .stack/secrets.env: generated passwords and keys (never committed)
+#   7. .stack/tls: the stack's CA and the broker's certificate
 #
 # Force a step again by deleting its stamp (or all of .stack/stamps).
 set -euo pipefail
@@ -182,12 +184,43 @@ TRITON_MODEL_ENV=$MODEL_ENV
 TRITON_PYLIBDIR=$pylibdir
 EOF
 
-# 6. Secrets, made here and never committed: the pseudonym key (features/privacy.py). Kept when
-# present (a new key starts new pseudonyms); RECO_* already in the environment win over the file.
+# 6. Secrets, made here and never committed: the pseudonym key (features/privacy.py), a password for
+# each Kafka user (contract.settings.KafkaRole), the broker's controller listener, Redis's Feast
+# user and (docker-compose.yml) Grafana's admin. Each is kept once written (a new pseudonym key starts new pseudonyms; a new Kafka
+# admin password needs `make down WIPE=1`, the broker stores it at format); missing ones are added.
+# RECO_* already in the environment win over the file.
 SECRETS=$STACK_DIR/secrets.env
-if [[ ! -s $SECRETS ]]; then
-    log "secrets: writing $SECRETS"
-    (umask 077; printf 'RECO_PSEUDONYM_KEY=%s\n' "$(head -c 32 /dev/urandom | base64 | tr -d '\n')" >"$SECRETS")
+# Letters and digits only, starting with a letter: Feast's Redis connection string splits on ',' and
+# '=' and reads a value that parses as JSON (all digits) as a number.
+new_password() { printf 'k%s' "$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"; }
+(umask 077; touch "$SECRETS")
+grep -q '^RECO_PSEUDONYM_KEY=' "$SECRETS" \
+    || printf 'RECO_PSEUDONYM_KEY=%s\n' "$(head -c 32 /dev/urandom | base64 | tr -d '\n')" >>"$SECRETS"
+for name in KAFKA_ADMIN KAFKA_WORKER KAFKA_PRODUCER KAFKA_READER KAFKA_CONTROLLER REDIS GRAFANA; do
+    grep -q "^RECO_${name}_PASSWORD=" "$SECRETS" || printf 'RECO_%s_PASSWORD=%s\n' "$name" "$(new_password)" >>"$SECRETS"
+done
+
+# 7. TLS for the broker's SASL_SSL listener: a CA of this stack only (clients trust it and nothing
+# else: Settings.kafka_ssl_context) and a server certificate for 127.0.0.1 and localhost, PEM, which
+# Kafka reads directly (ssl.keystore.type=PEM). Remade when missing or within 30 days of expiry.
+TLS=$STACK_DIR/tls
+if ! openssl x509 -checkend $((30 * 86400)) -noout -in "$TLS/server.pem" >/dev/null 2>&1; then
+    log "tls: making a CA and the broker's certificate in $TLS"
+    rm -rf "$TLS" && mkdir -p "$TLS"
+    (
+        umask 077; cd "$TLS"
+        openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=streamreco local CA" \
+            -keyout ca.key -out ca.pem 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout server.key -out server.csr 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >server.ext
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 \
+            -extfile server.ext -out server.crt 2>/dev/null
+        # Kafka's PEM keystore: the unencrypted PKCS#8 key, then the certificate.
+        openssl pkcs8 -topk8 -nocrypt -in server.key -out server.pk8
+        cat server.pk8 server.crt >server.pem
+        rm -f server.csr server.ext server.key server.pk8 ca.srl
+        chmod 644 ca.pem
+    )
 fi
 
 bash deploy/setup_k8s_tools.sh  # helm, kubeconform and schemas for tests/deploy/test_cluster_manifests.py

@@ -50,7 +50,7 @@ def main(
     # Rows first, then the workers: a worker writing them back meanwhile deletes them again itself.
     deleted = features.erase(session_ids, user_ids)
     erasure = Erasure(session_ids=session_ids, user_ids=user_ids, requested_at=int(time.time() * 1000))
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = KafkaProducer(**settings.kafka_client_options("admin"), acks="all")
     sent = producer.send(settings.control_topic, value=erasure.model_dump_json().encode()).get(timeout=30)
     producer.close()
 

@@ -109,7 +109,7 @@ class RedisRows:
 
     def __init__(self, settings: Settings):
         self.client = redis.Redis(host=settings.redis_host, port=settings.redis_port,
-                                  password=settings.redis_password.get_secret_value() or None)
+                                  username=settings.redis_auth["username"], password=settings.redis_auth["password"])
         self.project, self.ttl_s = settings.project_name.encode(), view_ttls(settings)
 
     def key(self, view: FeatureView, entity: str) -> bytes:

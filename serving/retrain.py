@@ -408,7 +408,7 @@ cli = typer.Typer(add_completion=False, help=__doc__.split("\n")[0])
 def open_topic(settings: Settings, since_ms: int | None, stall_s: float) -> Iterator[tuple[Position, bytes | None]]:
     from kafka import KafkaConsumer
 
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False,
+    consumer = KafkaConsumer(**settings.kafka_client_options("reader"), group_id=None, enable_auto_commit=False,
                              max_partition_fetch_bytes=settings.max_message_bytes)
     try:
         yield from read_topic(consumer, settings.events_topic, since_ms, stall_s)

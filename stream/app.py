@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry, stop_after_delay, wait_exponential
 
 from contract.messages import Erasure
-from contract.settings import get_settings
+from contract.settings import Settings, get_settings
 from features.cache import StateCache
 from features.store import OnlineFeatures
 from serving.online.client import TritonRanker
@@ -39,11 +39,23 @@ if not settings.pseudonym_key.get_secret_value():
 T = TypeVar("T")
 R = TypeVar("R")
 
+
+
+def broker_credentials(settings: Settings) -> faust.SASLCredentials | None:
+    """The `worker` Kafka user (deploy/kafka_access.py says what it may do), over TLS."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    return faust.SASLCredentials(username="worker", password=settings.kafka_password("worker"),
+                                 ssl_context=settings.kafka_ssl_context(), mechanism="SCRAM-SHA-512")
+
+
 (settings.run_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
 app = faust.App(
     settings.consumer_group,
     broker=f"kafka://{settings.bootstrap_servers}",
+    broker_credentials=broker_credentials(settings),
     web_host=settings.bind_host,
+    web_bind=settings.bind_host,  # Faust listens on 0.0.0.0 unless told
     web_port=settings.worker_web_port,
     topic_partitions=settings.topic_partitions,
     consumer_auto_offset_reset="earliest",
@@ -138,7 +150,7 @@ async def count(stream, kind: Kind) -> None:
 async def follow_erasures():
     """Every worker reads every erasure request (no consumer group: each reads all of the
     control topic from its end) and forgets those sessions and users."""
-    consumer = AIOKafkaConsumer(settings.control_topic, bootstrap_servers=settings.bootstrap_servers,
+    consumer = AIOKafkaConsumer(settings.control_topic, **settings.kafka_client_options("worker"),
                                 group_id=None, auto_offset_reset="latest", enable_auto_commit=False)
     await until_done(lambda _: consumer.start(), None)
     try:

@@ -18,7 +18,7 @@ from kafka import KafkaProducer
 from rich.progress import Progress
 
 from contract.messages import Event
-from contract.settings import get_settings
+from contract.settings import Settings, get_settings
 from serving.offline.data import Session, load
 
 cli = typer.Typer(add_completion=False)
@@ -42,8 +42,9 @@ def session_events(sessions: list[Session], stamp_now: bool, prefix: str = "") -
                     price=inter.price, category_id=inter.category_id)
 
 
-def make_producer(bootstrap: str) -> KafkaProducer:
-    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, retries=5,
+def make_producer(settings: Settings) -> KafkaProducer:
+    """As the `producer` user, which may write `events` and nothing else."""
+    return KafkaProducer(**settings.kafka_client_options("producer"), acks="all", linger_ms=5, retries=5,
                          max_request_size=4_000_000)
 
 
@@ -66,7 +67,7 @@ def main(
                   **({"n_items": items} if source == "synthetic" else {}))
     total = sum(len(s.interactions) for s in loaded)
     total = min(total, limit) if limit else total
-    producer = make_producer(settings.bootstrap_servers)
+    producer = make_producer(settings)
     start = time.perf_counter()
     with Progress() as progress:
         task = progress.add_task(f"events -> {settings.events_topic}", total=total)

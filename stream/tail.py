@@ -79,7 +79,7 @@ def main(from_beginning: bool = typer.Option(False), max_messages: int = typer.O
          raw: bool = typer.Option(False, help="print the JSON as it arrives")) -> None:
     settings = get_settings()
     topics = [settings.recommendations_topic] + ([settings.events_topic] if show else [])
-    consumer = KafkaConsumer(*topics, bootstrap_servers=settings.bootstrap_servers,
+    consumer = KafkaConsumer(*topics, **settings.kafka_client_options("reader"),
                              auto_offset_reset="earliest" if from_beginning else "latest",
                              consumer_timeout_ms=int(timeout_s * 1000) if timeout_s else float("inf"),
                              max_partition_fetch_bytes=10_000_000)

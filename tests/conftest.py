@@ -33,13 +33,13 @@ def live_load():
     settings = get_settings()
     prefix = f"load{uuid.uuid4().hex[:6]}-"
     events = list(session_events(generate_synthetic(40, seed=0), stamp_now=True, prefix=prefix))[:300]
-    producer = make_producer(settings.bootstrap_servers)
+    producer = make_producer(settings)
     for event in events:
         producer.send(settings.events_topic, key=event.session_id.encode(), value=event.model_dump_json().encode())
     for bad in (b"not json", json.dumps({"event_type": "wishlist"}).encode()):
         producer.send(settings.events_topic, key=prefix.encode(), value=bad)
     producer.flush()
-    consumer = KafkaConsumer(settings.recommendations_topic, bootstrap_servers=settings.bootstrap_servers,
+    consumer = KafkaConsumer(settings.recommendations_topic, **settings.kafka_client_options("admin"),
                              auto_offset_reset="earliest", group_id=f"load-{prefix}", consumer_timeout_ms=2000)
     seen, deadline = set(), time.time() + 180
     while len(seen) < len(events) and time.time() < deadline:
@@ -63,7 +63,7 @@ def collect():
         match = dlq_match or (lambda letter: tag in letter["raw"])
         match_rec = match_recs or (lambda event_id: event_id.startswith(tag))
         consumer = KafkaConsumer(settings.recommendations_topic, settings.dlq_topic,
-                                 bootstrap_servers=settings.bootstrap_servers, auto_offset_reset="earliest",
+                                 **settings.kafka_client_options("admin"), auto_offset_reset="earliest",
                                  group_id=f"collect-{tag}", consumer_timeout_ms=2000, fetch_max_bytes=50_000_000,
                                  max_partition_fetch_bytes=2 * settings.max_dlq_record_bytes)
         recs, dlq = {}, []

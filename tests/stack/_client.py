@@ -12,12 +12,13 @@ from contract.settings import get_settings
 
 
 class Shopper:
-    """A site as an outsider: sends events and reads back the recommendation of each."""
+    """A site as an outsider: sends events as the `producer` Kafka user and reads back the
+    recommendation of each as `reader`."""
 
     def __init__(self) -> None:
         settings = self.settings = get_settings()
-        self.producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
+        self.producer = KafkaProducer(**settings.kafka_client_options("producer"), acks="all")
+        self.consumer = KafkaConsumer(**settings.kafka_client_options("reader"), enable_auto_commit=False)
         partitions = self.consumer.partitions_for_topic(settings.recommendations_topic) or set()
         self.consumer.assign([TopicPartition(settings.recommendations_topic, p) for p in partitions])
         self.consumer.seek_to_end()

@@ -58,7 +58,7 @@ def test_events_in_recommendations_and_dead_letters_out(collect):
     messages, valid, expected_reasons = build_events(tag)
     assert len(messages) == 1000 and len(valid) == 980
 
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", max_request_size=4_000_000)
+    producer = KafkaProducer(**settings.kafka_client_options("producer"), acks="all", max_request_size=4_000_000)
     for key, value in messages:
         producer.send(settings.events_topic, key=key.encode(), value=value)
     producer.flush()

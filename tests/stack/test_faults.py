@@ -27,7 +27,7 @@ def valid_event(tag: str, n: int, sessions: int) -> dict:
 
 
 def producer(settings) -> KafkaProducer:
-    return KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5,
+    return KafkaProducer(**settings.kafka_client_options("producer"), acks="all", linger_ms=5,
                          max_request_size=settings.max_message_bytes - 1024)
 
 

@@ -53,7 +53,7 @@ def test_ten_thousand_hostile_messages_all_reach_the_dlq_and_valid_events_their_
     pid_before = (settings_.run_dir / "pids" / "worker.pid").read_text()
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(bootstrap_servers=settings_.bootstrap_servers, acks="all", linger_ms=5,
+    producer = KafkaProducer(**settings_.kafka_client_options("producer"), acks="all", linger_ms=5,
                              max_request_size=settings_.max_message_bytes - 1024)
     futures: list = []  # (send future, raw bytes)
 

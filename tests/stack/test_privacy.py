@@ -21,7 +21,7 @@ pytestmark = pytest.mark.stack
 
 def send(events: list[Event]) -> None:
     settings = get_settings()
-    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = KafkaProducer(**settings.kafka_client_options("producer"), acks="all")
     for event in events:
         producer.send(settings.events_topic, key=event.session_id.encode(), value=event.model_dump_json().encode())
     producer.flush()

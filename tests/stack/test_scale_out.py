@@ -33,7 +33,7 @@ def deploy(*args: str, workers: int) -> None:
 def group_members() -> list[str]:
     """The workers holding partitions of `events`."""
     settings = get_settings()
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = KafkaAdminClient(**settings.kafka_client_options("admin"))
     try:
         group = admin.describe_groups([settings.consumer_group])[settings.consumer_group]
     finally:
