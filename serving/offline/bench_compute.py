@@ -4,7 +4,8 @@ Batches are what the Triton backend receives: for a random event of a synthetic 
 session up to that event, its last ``max_len`` known interactions, left-padded to ``max_len``.
 For each batch size, times ``rank_with_attribution`` without attribution, with brute-force
 occlusion and with prefix-reuse occlusion (serving.model.attribution), on one torch thread, and
-prints one JSON line per (method, batch size).
+prints one JSON line per (method, batch size). The model runs in the served precision
+(serving.model.precision.DEFAULT_PRECISION, as config.pbtxt) unless ``--precision`` names another.
 
     python -m serving.offline.bench_compute --model .run/model --batch-sizes 1,8,32,64 --window 10
 
@@ -24,6 +25,7 @@ import typer
 
 from serving.model.artifacts import load_model_dir
 from serving.model.attribution import rank_with_attribution
+from serving.model.precision import DEFAULT_PRECISION, PRECISIONS, with_precision
 from serving.offline.data import generate_synthetic
 from serving.offline.sequences import encode, pad_left
 
@@ -91,21 +93,26 @@ def main(
     sessions: int = typer.Option(2000, help="synthetic sessions to draw events from"),
     data_seed: int = typer.Option(0, help="the catalogue seed the model was trained with"),
     seed: int = typer.Option(1),
+    precision: str = typer.Option(DEFAULT_PRECISION, help=f"{' | '.join(PRECISIONS)}: the variant timed, as "
+                                                          "Triton's PRECISION (serving/model/precision.py)"),
 ) -> None:
+    if precision not in PRECISIONS:
+        raise typer.BadParameter(f"--precision must be one of {', '.join(PRECISIONS)}")
     torch.set_num_threads(1)
     torch.manual_seed(seed)
-    model, vocab = load_model_dir(model_dir)
+    fp32, vocab = load_model_dir(model_dir)
+    model = with_precision(fp32, precision)
     sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
     chosen = [m.strip() for m in methods.split(",") if m.strip()]
     unknown = set(chosen) - set(METHODS)
     if unknown:
         raise typer.BadParameter(f"unknown methods {sorted(unknown)}")
-    items, types = event_prefixes(generate_synthetic(sessions, seed=data_seed), vocab, model.cfg.max_len,
+    items, types = event_prefixes(generate_synthetic(sessions, seed=data_seed), vocab, fp32.cfg.max_len,
                                   n=max(sizes) * 16, seed=seed)
     with torch.inference_mode():
         for size in sizes:
             for row in time_methods(model, items, types, size, n_candidates, window, chosen, seconds):
-                typer.echo(json.dumps(row))
+                typer.echo(json.dumps(row | {"precision": precision}))
 
 
 if __name__ == "__main__":

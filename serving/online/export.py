@@ -9,10 +9,12 @@ version number, so a number that once held other weights must never come back.
 """
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 from contract.settings import PROJECT_ROOT, Settings, get_settings
+from serving.model.precision import check_precision
 
 BACKEND = Path(__file__).resolve().parent / "triton_backend.py"
 CONFIG_TEMPLATE = PROJECT_ROOT / "model_repo" / "session_transformer" / "config.pbtxt"
@@ -36,15 +38,42 @@ def next_version(target: Path, retired: Path) -> int:
     return max([0, *versions(target), *versions(retired)]) + 1
 
 
+# The serving precision in config.pbtxt (serving/model/precision.py; the backend reads it at load).
+PRECISION_ENTRY = re.compile(r'(\{ key: "PRECISION", value: \{ string_value: ")([^"]*)(" \} \})')
+
+
+def config_precision(text: str) -> str | None:
+    """The ``PRECISION`` parameter of a config.pbtxt, None when it names none."""
+    found = PRECISION_ENTRY.search(text)
+    return found.group(2) if found else None
+
+
+def with_config_precision(text: str, precision: str) -> str:
+    """config.pbtxt text with its ``PRECISION`` parameter set to ``precision``. A config without one
+    gets it as a line of its own at the end (text format merges repeated ``parameters`` fields)."""
+    check_precision(precision)
+    if PRECISION_ENTRY.search(text):
+        return PRECISION_ENTRY.sub(lambda m: m.group(1) + precision + m.group(3), text, count=1)
+    return text.rstrip("\n") + f'\nparameters [ {{ key: "PRECISION", value: {{ string_value: "{precision}" }} }} ]\n'
+
+
 def export_model(model_dir: Path, repo_dir: Path, model_name: str = "session_transformer",
-                 retired: Path | None = None) -> int:
+                 retired: Path | None = None, precision: str | None = None) -> int:
     """Copy ``model_dir`` into ``repo_dir/model_name`` as a new version; returns its number.
-    ``retired`` (default ``retired_dir(model_name)``) holds numbers that must not be reused."""
+    ``retired`` (default ``retired_dir(model_name)``) holds numbers that must not be reused.
+    ``precision`` (fp32 | bf16 | fp16 | int8) sets the model config's ``PRECISION`` first, which
+    applies to every version of the model; without it the config's own is kept. Either way a
+    precision the backend does not know is refused before any version is written."""
     model_dir, target = Path(model_dir), Path(repo_dir) / model_name
     target.mkdir(parents=True, exist_ok=True)
     config = target / "config.pbtxt"
-    if not config.exists():
-        text = CONFIG_TEMPLATE.read_text().replace('name: "session_transformer"', f'name: "{model_name}"')
+    text = config.read_text() if config.exists() else \
+        CONFIG_TEMPLATE.read_text().replace('name: "session_transformer"', f'name: "{model_name}"')
+    if precision is not None:
+        text = with_config_precision(text, precision)
+    elif (named := config_precision(text)) is not None:
+        check_precision(named)
+    if not config.exists() or text != config.read_text():
         config.write_text(text)
     version = next_version(target, retired if retired is not None else retired_dir(model_name))
     staging = target / f".staging-{version}"

@@ -7,6 +7,10 @@ the row's non-empty entries counted from the oldest (the session as the worker h
 interaction supports the item. This module is the one place that translates between those indices
 and the model's: it drops padding and items unknown to the vocabulary, keeps the last ``max_len``,
 and maps each cited model position back to the session index of the interaction kept there.
+
+Precision: the model config's ``PRECISION`` parameter (fp32, bf16, fp16 or int8; default
+serving.model.precision.DEFAULT_PRECISION) says which variant of the version's weights is served;
+the variant is built from the fp32 weights when the version loads (serving/model/precision.py).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ import triton_python_backend_utils as pb_utils
 
 from serving.model.artifacts import load_model_dir
 from serving.model.attribution import rank_with_attribution
+from serving.model.precision import DEFAULT_PRECISION, check_precision, serving_device, with_precision
 from serving.model.transformer import EVENT_TYPE_INDEX
 
 INPUTS = ("SESSION_ITEMS", "SESSION_TYPES")
@@ -43,14 +48,17 @@ class TritonPythonModel:
         output_type = lambda name: pb_utils.get_output_config_by_name(config, name)["data_type"]  # noqa: E731
         self.dtypes = {name: pb_utils.triton_string_to_numpy(output_type(name))
                        for name in OUTPUTS}
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        # fp32 | bf16 | fp16 | int8 (serving/model/precision.py); an unknown name fails the load.
+        self.precision = check_precision(params.get("PRECISION", DEFAULT_PRECISION))
+        self.device = serving_device(self.precision, torch.cuda.is_available())
         if self.device == "cpu":
             # Intra-op threads on these small matrices mostly spin-wait against the worker and Kafka
             # on the same cores; scale CPU serving with the instance_group count instead.
             torch.set_num_threads(int(params.get("CPU_THREADS", "1")))
         version_dir = Path(args["model_repository"]) / args["model_version"]
-        self.model, self.vocab = load_model_dir(version_dir, device=self.device)
-        self.max_len = self.model.cfg.max_len
+        model, self.vocab = load_model_dir(version_dir)
+        self.model = with_precision(model, self.precision).to(self.device)
+        self.max_len = model.cfg.max_len
         # Model index -> UTF-8 item id, for decoding every candidate with one array lookup.
         self.item_names = np.array([b""] + [item.encode() for item in self.vocab.items], dtype=object)
 

@@ -5,6 +5,13 @@ from serving.online import export
 from serving.online.export import export_model, versions
 
 
+@pytest.fixture(autouse=True)
+def no_run_dir(tmp_path, monkeypatch):
+    """Versions retired by a running stack (RECO_RUN_DIR) must not renumber these repositories."""
+    monkeypatch.setattr(export, "retired_dir", lambda model_name="session_transformer", settings=None:
+                        tmp_path / "retired-default" / model_name)
+
+
 @pytest.fixture
 def model_dir(tmp_path):
     out = tmp_path / "model"
@@ -64,3 +71,34 @@ def test_rollback_retires_the_newest_and_its_number_is_never_reused(tmp_path, mo
         export.retire_newest(target, retired)
     assert versions(target) == [1] and versions(retired) == [2, 3, 4]
     assert export_model(model_dir, repo, retired=retired) == 5
+
+
+def test_the_precision_travels_in_the_model_config(tmp_path, model_dir):
+    from serving.model.precision import DEFAULT_PRECISION
+
+    repo = tmp_path / "repo"
+    config = repo / "session_transformer" / "config.pbtxt"
+    assert export.config_precision(export.CONFIG_TEMPLATE.read_text()) == DEFAULT_PRECISION
+    assert export_model(model_dir, repo) == 1
+    assert export.config_precision(config.read_text()) == DEFAULT_PRECISION  # from the template
+
+    assert export_model(model_dir, repo, precision="int8") == 2
+    text = config.read_text()
+    assert export.config_precision(text) == "int8" and text.count('key: "PRECISION"') == 1
+    assert 'key: "CPU_THREADS"' in text  # the rest of the config is kept
+    assert export_model(model_dir, repo) == 3 and export.config_precision(config.read_text()) == "int8"
+
+    with pytest.raises(ValueError, match="precision must be one of"):
+        export_model(model_dir, repo, precision="int4")
+    config.write_text(text.replace('string_value: "int8"', 'string_value: "int4"'))
+    with pytest.raises(ValueError, match="precision must be one of"):
+        export_model(model_dir, repo)  # refused before a version is written
+    assert versions(repo / "session_transformer") == [1, 2, 3]
+
+
+def test_a_config_without_a_precision_gets_one():
+    text = 'name: "m"\nparameters [\n  { key: "N_CANDIDATES", value: { string_value: "50" } }\n]\n'
+    assert export.config_precision(text) is None
+    added = export.with_config_precision(text, "bf16")
+    assert added.startswith(text) and export.config_precision(added) == "bf16"
+    assert export.config_precision(export.with_config_precision(added, "fp16")) == "fp16"

@@ -216,3 +216,36 @@ def test_finalize_releases_the_model(load):
     backend = load()
     backend.finalize()
     assert not hasattr(backend, "model") and not hasattr(backend, "vocab")
+
+
+def test_the_served_precision_comes_from_the_model_config(pb, load):
+    from serving.model.precision import DEFAULT_PRECISION, PRECISIONS, quantized_modules
+
+    text = CONFIG_PBTXT.read_text()
+    assert f'{{ key: "PRECISION", value: {{ string_value: "{DEFAULT_PRECISION}" }} }}' in text
+    assert load().precision == DEFAULT_PRECISION
+    config = model_config()
+    del config["parameters"]["PRECISION"]
+    assert load(config).precision == DEFAULT_PRECISION  # a config that names none
+
+    sessions = [session(["a", "b", "c"]), session(["d", "zz", "e", "f", "g"])]
+    served = {p: load(model_config(PRECISION=p)) for p in PRECISIONS}
+    weights = {p: {w.dtype for w in served[p].model.parameters()} for p in PRECISIONS}
+    assert weights == {"fp32": {torch.float32}, "bf16": {torch.bfloat16}, "fp16": {torch.float16},
+                       "int8": {torch.float32}}
+    assert quantized_modules(served["int8"].model) and not quantized_modules(served["fp32"].model)
+    for precision, backend in served.items():
+        out = outputs(backend.execute([request(pb, sessions, 5)])[0])
+        assert out["REC_SCORES"].dtype == np.float32 and out["REC_ITEMS"].shape == (2, len(ITEMS))
+        ranked = rank_with_attribution(backend.model, *backend._encode([list(zip(*s)) for s in sessions])[:2],
+                                       backend.n_candidates, True, backend.window)
+        np.testing.assert_array_equal(out["REC_SCORES"], ranked.scores.numpy())  # the variant is what ranks
+
+    with pytest.raises(ValueError, match="precision must be one of"):
+        load(model_config(PRECISION="int4"))
+
+
+def test_int8_is_served_on_the_cpu_when_a_gpu_is_there(load, monkeypatch, thread_calls):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    backend = load(model_config(PRECISION="int8", CPU_THREADS="1"))
+    assert backend.device == "cpu" and thread_calls == [1]
