@@ -207,6 +207,7 @@ def run(args: argparse.Namespace) -> dict:
         "last_fallback_at": max(fallback_times, default=None),
         "max_gap_s": round(max((b - a for a, b in zip(arrivals, arrivals[1:])), default=0.0), 2),
         "wall_s": round(time.time() - t0, 1),
+        **({"arrivals": [round(t, 3) for t in arrivals]} if args.arrivals else {}),  # for deploy/faults.py
     }
 
 
@@ -225,6 +226,7 @@ def main() -> None:
     parser.add_argument("--group", default=env("RECO_CONSUMER_GROUP", "streamreco"))
     parser.add_argument("--echo-topic", default="bench.echo")
     parser.add_argument("--echo", action="store_true", help="time Kafka's own round trip instead")
+    parser.add_argument("--arrivals", action="store_true", help="also print every receive time (deploy/faults.py)")
     parser.add_argument("--rate", type=float, default=200, help="events per second (0 = burst)")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--events", type=int, default=5000, help="events of a burst (--rate 0)")

@@ -3,8 +3,10 @@
 
     .venv/bin/python deploy/faults.py [--rate 100] [--seconds 40] [--only worker_kill,triton_outage]
 
-The longest gap between two recommendations the client received measures recovery; for Triton,
-the last fallback after Triton was healthy again measures the return to the model. Needs `make up`.
+Recovery is measured on the client's clock three ways: the longest gap between two
+recommendations it received; how long after the service was healthy again (deploy/up.sh returned)
+the next recommendation arrived; and, for Triton, the last fallback after Triton was back (the
+return to the model). Needs `make up`.
 """
 from __future__ import annotations
 
@@ -50,14 +52,19 @@ SCENARIOS = {
 def run(name: str, rate: float, seconds: float) -> dict:
     what, inject = SCENARIOS[name]
     client = subprocess.Popen([sys.executable, "deploy/bench_client.py", "--rate", str(rate), "--seconds", str(seconds),
-                               "--idle-timeout", "60"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                               "--idle-timeout", "60", "--arrivals"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     time.sleep(10)
+    fault_at = time.time()
     inject()
     back = time.time()  # the service is up and healthy again (up.sh waited for it)
     out, _ = client.communicate(timeout=seconds + 300)
     result = json.loads(out)
     last = result.pop("last_fallback_at")
-    result.update(scenario=name, fault=what, fallbacks_after_back_s=round(max(0.0, last - back), 2) if last else None)
+    arrivals = result.pop("arrivals")
+    next_after_back = min((t for t in arrivals if t >= back), default=None)
+    result.update(scenario=name, fault=what, fault_took_s=round(back - fault_at, 2),
+                  resumed_after_back_s=round(next_after_back - back, 2) if next_after_back else None,
+                  fallbacks_after_back_s=round(max(0.0, last - back), 2) if last else None)
     return result
 
 
@@ -73,12 +80,13 @@ def main() -> None:
         print(json.dumps({k: v for k, v in result.items() if k != "lag_samples"}), flush=True)
         rows.append(result)
         time.sleep(5)  # let the stack settle before the next fault
-    print("\n| fault | sent | recommended | lost | duplicated | longest gap s | fallbacks | "
-          "fallbacks after the service was back, s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| fault | sent | recommended | lost | duplicated | p99 ms | longest gap s | service back after s | "
+          "next recommendation after it was back, s | fallbacks | last fallback after it was back, s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['fault']} | {r['sent']} | {r['received']} | {r['lost']} | {r['duplicated']} | "
-              f"{r['max_gap_s']} | {r['fallbacks']} | {r['fallbacks_after_back_s']} |")
+        print(f"| {r['fault']} | {r['sent']} | {r['received']} | {r['lost']} | {r['duplicated']} | {r['p99_ms']} | "
+              f"{r['max_gap_s']} | {r['fault_took_s']} | {r['resumed_after_back_s']} | {r['fallbacks']} | "
+              f"{r['fallbacks_after_back_s']} |")
 
 
 if __name__ == "__main__":

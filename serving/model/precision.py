@@ -33,7 +33,7 @@ from torch import nn
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
 # Served when the model config names no precision; model_repo/session_transformer/config.pbtxt
 # names it explicitly. Chosen by serving/offline/compress.py's rule (README, "Compression").
-DEFAULT_PRECISION = "bf16"
+DEFAULT_PRECISION = "fp32"
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
