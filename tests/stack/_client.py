@@ -62,3 +62,31 @@ class Shopper:
     def close(self) -> None:
         self.producer.close()
         self.consumer.close()
+
+
+def feast_mismatches(events: list[dict], session_ids: list[str], item_ids: list[str]) -> list[str]:
+    """Where Feast's own online read differs from what these events imply: each session's item ids,
+    event types and count (in event order), each item's interaction and purchase counts. Empty when
+    every row is exact."""
+    from features.store import make_store
+
+    store = make_store(get_settings())
+    online = store.get_online_features(
+        features=["session_state:item_ids", "session_state:event_types", "session_state:event_count"],
+        entity_rows=[{"session_id": s} for s in session_ids]).to_dict()
+    counts = store.get_online_features(features=["item_stats:interaction_count", "item_stats:purchase_count"],
+                                       entity_rows=[{"item_id": i} for i in item_ids]).to_dict()
+    wrong = []
+    for row, session in enumerate(session_ids):
+        mine = [e for e in events if e["session_id"] == session]
+        want = ([e["item_id"] for e in mine], [e["event_type"] for e in mine], len(mine))
+        got = (online["item_ids"][row], online["event_types"][row], online["event_count"][row])
+        if got != want:
+            wrong.append(f"session {session}: {got} != {want}")
+    for row, item in enumerate(item_ids):
+        want_counts = (sum(e["item_id"] == item for e in events),
+                       sum(e["item_id"] == item and e["event_type"] == "purchase" for e in events))
+        got_counts = (counts["interaction_count"][row], counts["purchase_count"][row])
+        if got_counts != want_counts:
+            wrong.append(f"item {item}: {got_counts} != {want_counts}")
+    return wrong
