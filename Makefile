@@ -38,19 +38,35 @@ down:             ## stop everything started by `make up` (`make down WIPE=1` al
 
 MODEL_DIR ?= .run/model
 DEMO_EVENTS ?= 1000
-HAVE_MODEL = ls -d model_repo/session_transformer/[0-9]* >/dev/null 2>&1
 
-train: setup      ## train on synthetic sessions (seeded) and export a new Triton model version
-	$(PY) -m serving.offline.train --format synthetic --sessions 20000 --data-seed 0 --seed 0 --max-minutes 5 \
-		--out $(MODEL_DIR) --export model_repo
+# One catalogue end to end: DATA=synthetic (seeded generator) or DATA=diginetica (the real sessions
+# in ../shared/data/diginetica, categories from product-categories.csv). `make demo` trains and
+# serves a model of that catalogue first unless model_repo's newest version already is one.
+DATA ?= synthetic
+TRAIN_ARGS_synthetic = --format synthetic --sessions 20000 --data-seed 0
+TRAIN_ARGS_diginetica = --format diginetica
+REPLAY_ARGS_synthetic = --source synthetic --sessions 200 --data-seed 0
+REPLAY_ARGS_diginetica = --source diginetica
+SERVES_DATA = $(PY) -m serving.online.export $(DATA)
+MODEL_DIR_synthetic = $(MODEL_DIR)
+MODEL_DIR_diginetica = $(MODEL_DIR)-diginetica
+# Triton polls model_repo every 5 s: wait until the newest version is the one served.
+WAIT_NEWEST = newest=$$(ls model_repo/session_transformer | grep -E '^[0-9]+$$' | sort -n | tail -1); \
+	for _ in $$(seq 60); do curl -sf "127.0.0.1:$${RECO_TRITON_HTTP_PORT:-8000}/v2/models/session_transformer/versions/$$newest/ready" \
+		&& break; sleep 1; done
 
-demo: setup       ## stack up, train if no model yet, replay events, print recommendations
+train: setup      ## train on DATA (synthetic, seeded; or diginetica) and export a new Triton model version
+	@[[ -n "$(TRAIN_ARGS_$(DATA))" ]] || { echo "DATA must be synthetic or diginetica, not '$(DATA)'" >&2; exit 2; }
+	$(PY) -m serving.offline.train $(TRAIN_ARGS_$(DATA)) --seed 0 --max-minutes 5 \
+		--out $(MODEL_DIR_$(DATA)) --export model_repo
+
+demo: setup       ## stack up, train on DATA unless served, replay DATA's events, print recommendations
 	bash deploy/up.sh kafka redis prometheus
-	$(HAVE_MODEL) || $(MAKE) train
+	$(SERVES_DATA) || $(MAKE) train DATA=$(DATA)
 	bash deploy/up.sh triton worker
+	$(WAIT_NEWEST)
 	tag=demo$$(date +%s); \
-	$(PY) -m stream.produce --source synthetic --sessions 200 --data-seed 0 --limit $(DEMO_EVENTS) \
-		--rate 200 --session-prefix $$tag- && \
+	$(PY) -m stream.produce $(REPLAY_ARGS_$(DATA)) --limit $(DEMO_EVENTS) --rate 200 --session-prefix $$tag- && \
 	$(PY) -m stream.tail --from-beginning --session-prefix $$tag- --show 3 --max $(DEMO_EVENTS) --timeout-s 60
 
 # The learning loop, as a demonstration: a shifted synthetic catalogue (another seed, 200 items the
@@ -60,7 +76,7 @@ demo: setup       ## stack up, train if no model yet, replay events, print recom
 SHIFT_SESSIONS ?= 2000
 retrain: setup    ## replay a shifted catalogue, retrain from the stream, hot-swap if the gate passes
 	bash deploy/up.sh kafka redis prometheus
-	$(HAVE_MODEL) || $(MAKE) train
+	$(PY) -m serving.online.export synthetic || $(MAKE) train DATA=synthetic
 	bash deploy/up.sh triton worker
 	since=$$(date +%s%3N); tag=shift$$(date +%s); \
 	$(PY) -m stream.produce --source synthetic --sessions $(SHIFT_SESSIONS) --data-seed 1 --items 2200 --rate 500 \

@@ -9,6 +9,7 @@ version number, so a number that once held other weights must never come back.
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -114,3 +115,37 @@ def retire_newest(target: Path, retired: Path) -> tuple[int, int]:
     retired.mkdir(parents=True, exist_ok=True)
     shutil.move(leaving, destination)
     return newest, previous
+
+
+def served_catalogue(target: Path) -> str | None:
+    """The data the newest version of the model folder ``target`` was trained on: its training
+    format (``synthetic``, ``diginetica``, ``sasrec``), ``stream`` for a retrain (which keeps the
+    served catalogue and adds the stream's new items), None when there is no version."""
+    held = versions(target)
+    if not held:
+        return None
+    data = json.loads((target / str(held[-1]) / "config.json").read_text()).get("training", {}).get("data", {})
+    return data.get("format") or "stream"
+
+
+def serves_catalogue(target: Path, catalogue: str) -> bool:
+    """Whether the newest version knows ``catalogue``'s items. The synthetic demo catalogue is also
+    served by retrains from the synthetic stream (`make retrain`)."""
+    served = served_catalogue(target)
+    return served == catalogue or (catalogue == "synthetic" and served == "stream")
+
+
+if __name__ == "__main__":
+    import typer
+
+    def check(catalogue: str = typer.Argument(..., help="synthetic | diginetica"),
+              repo: Path = typer.Option(PROJECT_ROOT / "model_repo"),
+              model_name: str = typer.Option("session_transformer")) -> None:
+        """Exit 0 when the newest version in the repository was trained on ``catalogue`` (the
+        Makefile trains one first otherwise), 1 when not (printing what it serves)."""
+        served = served_catalogue(repo / model_name)
+        if not serves_catalogue(repo / model_name, catalogue):
+            print(f"model_repo serves a model of the {served or 'no'} catalogue, not {catalogue}: training one")
+            raise typer.Exit(1)
+
+    typer.run(check)

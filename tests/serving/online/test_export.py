@@ -102,3 +102,18 @@ def test_a_config_without_a_precision_gets_one():
     added = export.with_config_precision(text, "bf16")
     assert added.startswith(text) and export.config_precision(added) == "bf16"
     assert export.config_precision(export.with_config_precision(added, "fp16")) == "fp16"
+
+
+def test_the_served_catalogue_is_the_newest_versions_training_data(tmp_path, model_dir):
+    import json
+
+    repo, target = tmp_path / "repo", tmp_path / "repo" / "session_transformer"
+    assert export.served_catalogue(target) is None and not export.serves_catalogue(target, "synthetic")
+    for data in ({"format": "synthetic"}, {"format": "diginetica"}, {"source": "retrain"}):
+        (model_dir / "config.json").write_text(json.dumps({"training": {"data": data}}))
+        export_model(model_dir, repo)
+        served = export.served_catalogue(target)
+        assert served == data.get("format", "stream")
+        assert export.serves_catalogue(target, "diginetica") == (served == "diginetica")
+        # a retrain from the (synthetic) stream still serves the synthetic demo catalogue
+        assert export.serves_catalogue(target, "synthetic") == (served in ("synthetic", "stream"))
