@@ -12,7 +12,10 @@ DlqReason = Literal["too_large", "not_json", "too_deep", "invalid_schema", "unkn
 DLQ_REASONS: tuple[DlqReason, ...] = get_args(DlqReason)
 
 # Why a recommendation was not (entirely) the model's ranking.
-FallbackReason = Literal["triton_unavailable", "too_few_candidates"]
+# features_unavailable: the online store was down and the worker did not hold the session, so the
+# recommendation comes from the event alone; the event is folded into its session once the store is
+# back.
+FallbackReason = Literal["triton_unavailable", "too_few_candidates", "features_unavailable"]
 FALLBACK_REASONS: tuple[FallbackReason, ...] = get_args(FallbackReason)
 
 # Explanation tokens without an argument; the others are `<event_type>:<item>`, `category:<id>`,

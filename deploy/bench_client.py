@@ -21,6 +21,7 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -102,10 +103,14 @@ class LagSampler(threading.Thread):
                                     for tp in partitions))
 
 
-def make_event(tag: str, n: int, sessions: int, items: int, rng: random.Random) -> dict:
+def make_event(tag: str, n: int, sessions: int, items: int, rng: random.Random, session_life: int = 0) -> dict:
+    """Event n of ``sessions`` concurrent sessions, round robin; with ``session_life``, each one
+    ends after that many events and a new one takes its place (staggered, so new sessions start
+    all the time)."""
     session = n % sessions
+    name = f"{tag}-s{session}" + (f"-{(n // sessions + session) // session_life}" if session_life else "")
     return {"event_id": f"{tag}-{n}", "event_type": rng.choice(EVENT_TYPES),
-            "session_id": f"{tag}-s{session}", "user_id": f"{tag}-u{session % 50}",
+            "session_id": name, "user_id": f"{tag}-u{session % 50}",
             "item_id": f"i{rng.randint(1, items)}", "ts": int(time.time() * 1000), "price": 9.99,
             "category_id": f"c{rng.randint(0, 39)}"}
 
@@ -135,6 +140,7 @@ def run(args: argparse.Namespace) -> dict:
     received: dict[str, float] = {}
     produced: list[float] = []
     duplicates = fallbacks = 0
+    fallback_reasons: Counter[str] = Counter()
     fallback_times: list[float] = []
     total = int(args.rate * args.seconds) if args.rate > 0 else args.events
     done_sending = threading.Event()
@@ -148,7 +154,7 @@ def run(args: argparse.Namespace) -> dict:
                 delay = start + n / args.rate - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-            event = make_event(tag, n, args.sessions, args.items, rng)
+            event = make_event(tag, n, args.sessions, args.items, rng, args.session_life)
             value = json.dumps(event).encode()
             sent[event["event_id"]] = time.time()
             producer.send(in_topic, key=event["session_id"].encode(), value=value)
@@ -181,6 +187,7 @@ def run(args: argparse.Namespace) -> dict:
                 produced.append(record.timestamp / 1000)  # when the worker's producer made it
                 if payload.get("fallback") is not None:
                     fallbacks += 1
+                    fallback_reasons[payload["fallback"]] += 1
                     fallback_times.append(now)
         if got or not done_sending.is_set():
             idle_since = None
@@ -202,7 +209,8 @@ def run(args: argparse.Namespace) -> dict:
         "mode": "echo" if args.echo else "recommendations",
         "offered_per_s": args.rate if args.rate > 0 else "burst",
         "sent": total, "received": len(received), "lost": total - len(received), "duplicated": duplicates,
-        "fallbacks": fallbacks, "achieved_per_s": round(len(received) / span, 1) if span > 0 else None,
+        "fallbacks": fallbacks, "fallback_reasons": dict(fallback_reasons),
+        "achieved_per_s": round(len(received) / span, 1) if span > 0 else None,
         "p50_ms": percentile(latencies, 0.50), "p95_ms": percentile(latencies, 0.95),
         "p99_ms": percentile(latencies, 0.99), "max_ms": latencies[-1] if latencies else None,
         "lag_max": max(lag.samples) if lag and lag.samples else None,
@@ -237,6 +245,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--events", type=int, default=5000, help="events of a burst (--rate 0)")
     parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--session-life", type=int, default=0,
+                        help="events per session before a new one replaces it (0: the same sessions throughout)")
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--idle-timeout", type=float, default=20, help="stop waiting after this many quiet seconds")

@@ -14,9 +14,13 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Generic, Protocol, Sequence, TypeVar
 
+from redis.exceptions import RedisError
+
 from features.state import ItemStats, OnlineState, SessionState, UserStats
 
 T = TypeVar("T")
+# What a read of an unreachable online store raises (Redis down, a refused connection).
+STORE_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError)
 
 
 class FeatureStoreLike(Protocol):
@@ -118,6 +122,18 @@ class StateCache:
             self.items.fill(loaded.items)
             self.users.fill(loaded.users)
         return OnlineState(self.sessions.get(session_ids), self.items.get(item_ids), self.users.get(user_ids))
+
+    async def load_available(self, session_ids: Sequence[str] = (), item_ids: Sequence[str] = ()
+                             ) -> tuple[OnlineState, set[str]]:
+        """Like :meth:`load`; while the store cannot be read, what memory holds, and the ids of
+        the sessions it does not hold (the caller serves those provisionally)."""
+        try:
+            return await self.load(session_ids, item_ids), set()
+        except STORE_ERRORS:
+            held_sessions = [s for s in session_ids if s in self.sessions.values]
+            held_items = [i for i in item_ids if i in self.items.values]
+            state = OnlineState(self.sessions.get(held_sessions), self.items.get(held_items), {})
+            return state, set(session_ids) - set(held_sessions)
 
     def update(self, state: OnlineState) -> None:
         """Keeps the entities a batch changed; they are written at the next flush."""

@@ -11,13 +11,15 @@ from typing import Any, Iterable, Protocol, cast
 import redis
 from feast import FeatureStore, FeatureView, RepoConfig
 from feast.infra.key_encoding_utils import serialize_entity_key
-from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+from feast.infra.online_stores.redis import RedisOnlineStore, RedisOnlineStoreConfig
 from feast.infra.online_stores.sqlite import SqliteOnlineStoreConfig
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Int64List, StringList
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.repo_config import RegistryConfig
 from feast.types import Array, Int64
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from contract.settings import Settings
 from features.feature_repo.definitions import ENTITIES, FEATURE_VIEWS, item_stats, session_state, user_stats
@@ -42,7 +44,10 @@ def make_store(settings: Settings) -> FeatureStore:
     feast_dir.mkdir(parents=True, exist_ok=True)
     online: RedisOnlineStoreConfig | SqliteOnlineStoreConfig
     if settings.online_store == "redis":
-        online = RedisOnlineStoreConfig(connection_string=settings.redis_connection_string)
+        # A Redis that is down must fail a call in about a second, not hang: the worker then serves
+        # what it holds and tries again itself (stream/app.py), which it cannot do while blocked.
+        online = RedisOnlineStoreConfig(connection_string=settings.redis_connection_string
+                                        + ",socket_connect_timeout=1,socket_timeout=5")
     else:
         online = SqliteOnlineStoreConfig(path=str(feast_dir / "online.db"))
     config = RepoConfig(
@@ -109,7 +114,8 @@ class RedisRows:
 
     def __init__(self, settings: Settings):
         self.client = redis.Redis(host=settings.redis_host, port=settings.redis_port,
-                                  username=settings.redis_auth["username"], password=settings.redis_auth["password"])
+                                  username=settings.redis_auth["username"], password=settings.redis_auth["password"],
+                                  retry=Retry(NoBackoff(), 0), socket_connect_timeout=1, socket_timeout=5)
         self.project, self.ttl_s = settings.project_name.encode(), view_ttls(settings)
 
     def key(self, view: FeatureView, entity: str) -> bytes:
@@ -171,6 +177,11 @@ class OnlineFeatures:
         self.store = make_store(settings)
         self.rows: Rows = (RedisRows(settings) if settings.online_store == "redis"
                            else SqliteRows(settings, self.store.config.online_store.path))
+        if settings.online_store == "redis":
+            # redis-py retries a refused connection 3 times with backoff (7-8 s per failed read,
+            # measured); the worker retries on its own terms, so a call fails at once.
+            online = cast(RedisOnlineStore, self.store._get_provider().online_store)
+            online._get_client(self.store.config.online_store).set_retry(Retry(NoBackoff(), 0))
 
     def apply(self) -> None:
         """Register entities and feature views (idempotent)."""

@@ -22,13 +22,13 @@ from tenacity import AsyncRetrying, retry, stop_after_delay, wait_exponential
 
 from contract.messages import Erasure
 from contract.settings import Settings, get_settings
-from features.cache import StateCache
+from features.cache import STORE_ERRORS, StateCache
 from features.store import OnlineFeatures
 from serving.online.client import TritonRanker
 from stream import metrics
 from stream.counters import Counters, Kind, item_key, route, user_key
 from stream.metrics import timed
-from stream.pipeline import Folded, Pipeline, RawMessage
+from stream.pipeline import BatchResult, Folded, Pipeline, RawMessage
 from stream.writeback import WriteBehind
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,63 @@ def connect_features() -> OnlineFeatures:
 
 
 _writebacks: dict[str, WriteBehind] = {}  # each running agent's, for the flush and erasure tasks
+_sessions: list[SessionsAgent] = []  # the running sessions agent, for the timer that folds deferred events
+# Events deferred while the online store is down, at most: beyond, batches wait for the store again
+# (memory stays bounded through a long outage).
+MAX_DEFERRED = settings.batch_size * 50
+
+
+class SessionsAgent:
+    """The events agent's state: batches in flight, and the events deferred while the online store
+    could not be read (Pipeline.fold with degrade). Those got a provisional recommendation; they
+    are folded, forwarded to the counters and acknowledged, in their order, once it can be read
+    again, and later events of their sessions wait behind them."""
+
+    def __init__(self, pipeline: Pipeline, writeback: WriteBehind):
+        self.pipeline, self.writeback = pipeline, writeback
+        self.in_flight: deque[asyncio.Task] = deque()
+        self.deferred: list[tuple[Any, RawMessage, str]] = []  # (Faust event, message, session id)
+        self.lock = asyncio.Lock()  # folds run one at a time, in partition order
+
+    async def handle(self, batch: list) -> None:
+        messages = [RawMessage(e.message.value or b"", e.message.topic, e.message.partition, e.message.offset)
+                    for e in batch]
+        async with self.lock:
+            await self.fold_deferred()
+            waiting = {session for _, _, session in self.deferred}
+            fold = partial(self.pipeline.fold, degrade=len(self.deferred) < MAX_DEFERRED, waiting=waiting)
+            folded = await until_done(fold, messages)
+            deferred = set(folded.deferred)
+            by_source = {(m.partition, m.offset): (e, m) for e, m in zip(batch, messages)}
+            self.deferred += [(*by_source[source], event.session_id)
+                              for event, source in zip(folded.events, folded.sources) if source in deferred]
+            metrics.EVENTS_DEFERRED_WAITING.set(len(self.deferred))
+            done = [e for e, m in zip(batch, messages) if (m.partition, m.offset) not in deferred]
+            self.start(recommend_and_publish(self.pipeline, folded, done, self.previous(), self.writeback))
+        # Triton ranks one batch while the worker folds the next; a bug in a task stops the agent.
+        while self.in_flight and (len(self.in_flight) >= settings.batches_in_flight or self.in_flight[0].done()):
+            await self.in_flight.popleft()
+
+    async def fold_deferred(self) -> None:
+        """One try at folding the deferred events (under the lock): on success their tallies go to
+        the counters' owners and they are acknowledged after the next write; their provisional
+        recommendations stand."""
+        if not self.deferred:
+            return
+        try:
+            folded = await self.pipeline.fold([m for _, m, _ in self.deferred])
+        except STORE_ERRORS:
+            return  # still down: the next batch or the timer tries again
+        events, self.deferred = [e for e, _, _ in self.deferred], []
+        metrics.EVENTS_DEFERRED_WAITING.set(0)
+        log.info("folded %d deferred events: the online store is readable again", len(events))
+        self.start(forward_tallies(folded, events, self.previous(), self.writeback))
+
+    def previous(self) -> asyncio.Task | None:
+        return self.in_flight[-1] if self.in_flight else None
+
+    def start(self, work: Awaitable[None]) -> None:
+        self.in_flight.append(asyncio.ensure_future(work))
 
 
 @app.agent(events_topic)
@@ -102,22 +159,23 @@ async def recommend(stream):
         # Its own Feast client, so writes run beside reads; connect_features has registered the views.
         writeback = WriteBehind(cache, OnlineFeatures(settings), stream.ack)
         _writebacks["sessions"] = writeback
-        pipeline = Pipeline(settings, cache, make_ranker())
+        agent = SessionsAgent(Pipeline(settings, cache, make_ranker()), writeback)
+        _sessions.append(agent)
         # noack_take, not take_events: take_events acks a batch in a `finally` when the loop body
         # raises, so a batch that failed on Redis or Kafka would be committed unprocessed.
-        in_flight: deque[asyncio.Task] = deque()
         async for batch in stream.noack_take(settings.batch_size, within=settings.batch_wait_s):
-            messages = [RawMessage(e.message.value or b"", e.message.topic, e.message.partition, e.message.offset)
-                        for e in batch]
-            folded = await until_done(pipeline.fold, messages)
-            previous = in_flight[-1] if in_flight else None
-            in_flight.append(asyncio.create_task(recommend_and_publish(pipeline, folded, batch, previous, writeback)))
-            # Triton ranks one batch while the worker folds the next; a bug in a task stops the agent.
-            while in_flight and (len(in_flight) >= settings.batches_in_flight or in_flight[0].done()):
-                await in_flight.popleft()
+            await agent.handle(batch)
     except Exception:
         metrics.AGENT_CRASHES.inc()
         raise
+
+
+@app.timer(interval=1.0)
+async def fold_deferred_events():
+    """Deferred events are folded when the store is back even if no new event arrives."""
+    for agent in list(_sessions):
+        async with agent.lock:
+            await agent.fold_deferred()
 
 
 @app.agent(item_tally_topic)
@@ -214,6 +272,7 @@ async def until_done(step: Callable[[T], Awaitable[R]], arg: T) -> R:
 
 async def recommend_and_publish(pipeline: Pipeline, folded: Folded, batch: list, previous: asyncio.Task | None,
                                 writeback: WriteBehind) -> None:
+    """``batch``: the Faust events to acknowledge after the next write (the deferred ones are not)."""
     result = await until_done(pipeline.recommend, folded)
     if previous is not None:  # a session's recommendations are published in the order of its events
         await asyncio.wait([previous])
@@ -221,6 +280,16 @@ async def recommend_and_publish(pipeline: Pipeline, folded: Folded, batch: list,
         await until_done(publish, result)
     with timed("learn"):
         pipeline.learn(folded, result)
+    writeback.published(batch)
+
+
+async def forward_tallies(folded: Folded, batch: list, previous: asyncio.Task | None, writeback: WriteBehind) -> None:
+    """Deferred events, folded at last: their counters' share goes out, then they are acknowledged
+    after the next write. Their recommendations went out when they were deferred."""
+    if previous is not None:
+        await asyncio.wait([previous])
+    with timed("publish"):
+        await until_done(publish, BatchResult(tallies=folded.tallies))
     writeback.published(batch)
 
 

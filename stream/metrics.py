@@ -16,6 +16,9 @@ EVENTS_CONSUMED = Counter("reco_events_consumed_total", "Valid events consumed",
 EVENTS_INVALID = Counter("reco_events_invalid_total", "Events sent to the DLQ", ["reason"])
 RECOMMENDATIONS_PUBLISHED = Counter("reco_recommendations_published_total", "Recommendation messages published")
 FALLBACKS = Counter("reco_fallbacks_total", "Recommendations served by a fallback", ["reason"])
+EVENTS_DEFERRED = Counter("reco_events_deferred_total",
+                          "Events recommended provisionally while their session could not be read, folded later")
+EVENTS_DEFERRED_WAITING = Gauge("reco_events_deferred_waiting", "Deferred events not yet folded")
 END_TO_END_LATENCY = Histogram(
     "reco_end_to_end_latency_seconds", "Event ts to recommendation publish", buckets=_LATENCY_BUCKETS
 )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Protocol, Sequence
+from typing import Collection, Iterable, Protocol, Sequence
 
 from contract.messages import (
     DeadLetter,
@@ -36,7 +36,7 @@ from contract.vocab import FallbackReason
 from features.cache import StateCache
 from features.feedback import attribute, rank_bucket, remember
 from features.privacy import pseudonym
-from features.state import OnlineState, SessionState, Shown, apply_events, is_first_event
+from features.state import OnlineState, SessionState, Shown, apply_events, apply_session, is_first_event
 from serving.online.client import TRITON_ERRORS, SessionRow
 from stream import metrics
 from stream.explain import explain_fill_item, explain_model_item, session_categories
@@ -66,6 +66,11 @@ class Folded:
     published_user_ids: list[str | None]  # what each recommendation carries
     fresh: list[bool]  # False: a redelivered event (its recommendation is published again, not counted)
     tallies: list[Tally]  # each event's share of the item and user counters, for their owners
+    # (partition, offset) of the events whose session could not be read (the online store is down)
+    # or waits behind such an event: recommended from the event alone, flagged features_unavailable,
+    # and not folded, counted or acknowledged; the agent folds them again later.
+    deferred: list[tuple[int, int]] = field(default_factory=list)
+    sources: list[tuple[int, int]] = field(default_factory=list)  # each event's (partition, offset)
 
 
 @dataclass
@@ -108,8 +113,12 @@ class Pipeline:
     async def process(self, messages: list[RawMessage]) -> BatchResult:
         return await self.recommend(await self.fold(messages))
 
-    async def fold(self, messages: list[RawMessage]) -> Folded:
-        """The stages that must run batch after batch, in partition order: they change the state."""
+    async def fold(self, messages: list[RawMessage], degrade: bool = False, waiting: Collection[str] = ()) -> Folded:
+        """The stages that must run batch after batch, in partition order: they change the state.
+
+        With ``degrade``, a session the online store cannot give (it is down) and the worker does
+        not hold, or one in ``waiting`` (deferred before), is not folded: its events are deferred
+        (``Folded.deferred``) and recommended from the event alone. Without, such a read raises."""
         metrics.BATCH_SIZE.observe(len(messages))
         with timed("validate"):
             events, sources, dead = self.validate(messages)
@@ -118,11 +127,36 @@ class Pipeline:
         if not events:
             return Folded(events, dead, [], [], [], [])
         with timed("read_state"):
-            state = await self.state.load(unique(e.session_id for e in events), unique(e.item_id for e in events))
+            session_ids = unique(e.session_id for e in events)
+            readable, item_ids = [s for s in session_ids if s not in waiting], unique(e.item_id for e in events)
+            if degrade:
+                state, unread = await self.state.load_available(readable, item_ids)
+            else:
+                state, unread = await self.state.load(readable, item_ids), set()
+            blocked = unread | (set(session_ids) - set(readable))
         with timed("fold_events"):
-            sessions, fresh = self.fold_events(state, events)
-            tallies = [tally(e, s, source) for e, s, source in zip(events, sessions, sources)]
-        return Folded(events, dead, sessions, published or [e.user_id for e in events], fresh, tallies)
+            kept = [e for e in events if e.session_id not in blocked]
+            folded = iter(zip(*self.fold_events(state, kept))) if kept else iter(())
+            provisional: dict[str, SessionState] = {}  # from the deferred events alone, never stored
+            sessions, fresh = [], []
+            for event in events:
+                if event.session_id in blocked:
+                    session = apply_session(provisional.get(event.session_id, SessionState()), event,
+                                            self.settings.max_session_len)
+                    provisional[event.session_id] = session
+                    sessions.append(session)
+                    fresh.append(False)  # nothing to learn from until it is folded
+                else:
+                    session, new = next(folded)
+                    sessions.append(session)
+                    fresh.append(new)
+            tallies = [tally(e, s, source) for e, s, source in zip(events, sessions, sources)
+                       if e.session_id not in blocked]
+        deferred = [source for e, source in zip(events, sources) if e.session_id in blocked]
+        if deferred:
+            metrics.EVENTS_DEFERRED.inc(len(deferred))
+        return Folded(events, dead, sessions, published or [e.user_id for e in events], fresh, tallies,
+                      deferred=deferred, sources=sources)
 
     async def recommend(self, folded: Folded) -> BatchResult:
         """The stages that only read: they may run while the next batch is being folded."""
@@ -142,9 +176,12 @@ class Pipeline:
             with timed("read_categories"):
                 categories = await self.read_categories(folded.sessions, picks)
         self.exposure.observe(p.item_id for ps in picks for p in ps)
+        deferred = set(folded.deferred)
         with timed("explain"):
-            recs = [self.explain(e, user, s, p, categories, version, fallback)
-                    for e, s, p, user in zip(folded.events, folded.sessions, picks, folded.published_user_ids)]
+            recs = [self.explain(e, user, s, p, categories, version,
+                                 fallback or ("features_unavailable" if source in deferred else None))
+                    for e, s, p, user, source in zip(folded.events, folded.sessions, picks, folded.published_user_ids,
+                                                     folded.sources)]
         metrics.LAST_EVENT_TIMESTAMP.set(time.time())
         return BatchResult(recommendations=recs, dead_letters=folded.dead, event_ts=[e.ts for e in folded.events],
                            tallies=folded.tallies)
@@ -233,7 +270,7 @@ class Pipeline:
         """Categories of every item a token may mention (from memory, Feast on a miss): the sessions'
         items and ``picks`` (with RECO_DIVERSITY > 0, every candidate: the re-rank needs them too)."""
         wanted = unique([i for s in sessions for i in s.item_ids] + [p.item_id for ps in picks for p in ps])
-        items = (await self.state.load(item_ids=wanted)).items
+        items = (await self.state.load_available(item_ids=wanted))[0].items  # store down: those held
         return {item: stats.category_id for item, stats in items.items()}
 
     def explain(self, event: Event, user_id: str | None, session: SessionState, picks: list[Candidate],

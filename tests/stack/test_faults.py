@@ -33,12 +33,15 @@ def producer(settings) -> KafkaProducer:
 
 
 def test_redis_outage_under_steady_load_loses_no_event_and_counts_end_exact(collect, worker_metric):
-    """100 events/s for 25 s; Redis is stopped 4 s in and started again 10 s later. The writes that
-    could not reach Feast meanwhile are made when it is back: every session and item row ends
-    exactly as the events imply (the run's own items, so other tests' counts do not mix in)."""
+    """100 events/s for 25 s; Redis is stopped 4 s in and started again 10 s later. Half the events
+    belong to 50 sessions the worker holds, half to sessions that start all the time (10 events
+    each), which the worker cannot read while Redis is down: those are recommended from the event
+    alone, flagged features_unavailable, and folded once Redis is back. Every session and item row
+    then ends exactly as the events imply (the run's own items, so other tests' counts do not mix in)."""
     settings = get_settings()
     tag = f"redis{uuid.uuid4().hex[:6]}"
-    events = [dict(valid_event(tag, n, sessions=100), item_id=f"{tag}-i{n % 40}") for n in range(2500)]
+    events = [dict(valid_event(tag, n, sessions=50), item_id=f"{tag}-i{n % 40}",
+                   session_id=f"{tag}-s{n % 50}" if n % 2 == 0 else f"{tag}-new{n // 20}") for n in range(2500)]
     def failures() -> float:  # reads retried with the batch, and background writes that failed
         return worker_metric("reco_batch_retries_total") + worker_metric("reco_feature_write_failures_total")
 
@@ -67,6 +70,8 @@ def test_redis_outage_under_steady_load_loses_no_event_and_counts_end_exact(coll
     assert not missing, f"{len(missing)} of {len(events)} events got no recommendation"
     assert failures() > failures_before, "the outage was never felt"
     assert worker_metric("reco_agent_crashes_total") == 0
+    flagged = {r["session_id"] for r in recs.values() if r["fallback"] == "features_unavailable"}
+    assert flagged and all("-new" in s for s in flagged), "only sessions the worker did not hold are flagged"
 
     sessions = sorted({e["session_id"] for e in events})
     items = sorted({e["item_id"] for e in events})

@@ -3,6 +3,7 @@ import json
 
 import pytest
 from prometheus_client import REGISTRY
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from contract.ranking import Candidate
 from contract.settings import Settings
@@ -169,3 +170,54 @@ async def test_a_later_event_on_a_recommended_item_is_attributed_to_its_version_
     await process_and_learn(second)  # redelivered: its recommendations go out again, but count once
     assert (count("click", "2-5") - before[0], count("click", "1") - before[1]) == (1, 1)
     assert recommended() - before[2] == 4
+
+
+class FlakyStore:
+    """A store that can be switched off: reads and writes then fail as an unreachable Redis does."""
+
+    def __init__(self, store):
+        self.store, self.down = store, False
+
+    def read(self, *ids):
+        if self.down:
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        return self.store.read(*ids)
+
+    def write(self, state):
+        if self.down:
+            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+        self.store.write(state)
+
+
+async def test_store_outage_defers_unheld_sessions_with_a_flag_and_folds_them_exactly_once_back(pipeline):
+    store = FlakyStore(pipeline.state.store)
+    pipeline.state.store = store
+    await pipeline.process(messages([event(1, "s1", item="a")]))  # s1 is held from now on
+    store.down = True
+
+    batch = [RawMessage(json.dumps(p).encode(), "events", 0, offset) for offset, p in
+             [(10, event(2, "s1", item="b")), (11, event(3, "s2", item="c")), (12, event(4, "s2", item="d"))]]
+    folded = await pipeline.fold(batch, degrade=True)
+    assert folded.deferred == [(0, 11), (0, 12)]  # s2 is neither held nor readable
+    assert [t.event_id for t in folded.tallies] == ["e2"]  # deferred events are not counted yet
+    result = await pipeline.recommend(folded)
+    assert [r.fallback for r in result.recommendations] == [None, "features_unavailable", "features_unavailable"]
+    assert all(len(r.items) == 5 for r in result.recommendations)
+    assert "d" not in [i.item_id for i in result.recommendations[2].items]  # never the item on screen
+    with pytest.raises(RedisConnectionError):  # without degrade the read fails as before
+        await pipeline.fold(batch[1:])
+    e5 = RawMessage(json.dumps(event(5, "s2", item="e")).encode(), "events", 0, 13)
+    later = await pipeline.fold([e5], degrade=True, waiting={"s2"})
+    assert later.deferred == [(0, 13)]  # behind its session's deferred events
+
+    store.down = False
+    refolded = await pipeline.fold(batch[1:] + [e5])
+    assert not refolded.deferred and [t.event_id for t in refolded.tallies] == ["e3", "e4", "e5"]
+    assert refolded.tallies[0].session_is_new  # known only now that the stored session was read
+    store.write(pipeline.state.take_dirty())
+    await count_tallies(store.store, [result, refolded])
+    user = pseudonym(pipeline.settings.pseudonym_key.get_secret_value().encode(), "u1")
+    state = store.read(["s1", "s2"], ["c"], [user])
+    assert state.sessions["s1"].item_ids == ("a", "b") and state.sessions["s2"].item_ids == ("c", "d", "e")
+    assert state.items["c"].interaction_count == 1
+    assert state.users[user].session_count == 1  # s2 only: s1's first event was counted by the first batch's tallies
