@@ -71,11 +71,15 @@ def feast_mismatches(events: list[dict], session_ids: list[str], item_ids: list[
     from features.store import make_store
 
     store = make_store(get_settings())
-    online = store.get_online_features(
-        features=["session_state:item_ids", "session_state:event_types", "session_state:event_count"],
-        entity_rows=[{"session_id": s} for s in session_ids]).to_dict()
-    counts = store.get_online_features(features=["item_stats:interaction_count", "item_stats:purchase_count"],
-                                       entity_rows=[{"item_id": i} for i in item_ids]).to_dict()
+
+    def read(features: list[str], entity: str, ids: list[str]) -> dict:
+        if not ids:  # Feast fails on an empty read
+            return {}
+        return store.get_online_features(features=features, entity_rows=[{entity: i} for i in ids]).to_dict()
+
+    online = read(["session_state:item_ids", "session_state:event_types", "session_state:event_count"],
+                  "session_id", session_ids)
+    counts = read(["item_stats:interaction_count", "item_stats:purchase_count"], "item_id", item_ids)
     wrong = []
     for row, session in enumerate(session_ids):
         mine = [e for e in events if e["session_id"] == session]

@@ -14,7 +14,6 @@ import uuid
 from collections import Counter
 
 import pytest
-from _client import Shopper
 from prometheus_client.parser import text_string_to_metric_families
 
 from contract.messages import Event
@@ -22,6 +21,7 @@ from contract.settings import PROJECT_ROOT, get_settings
 from features.feedback import rank_bucket
 from serving.offline.data import generate_synthetic
 from stream.produce import session_events
+from tests.stack._client import Shopper
 
 pytestmark = pytest.mark.stack
 
