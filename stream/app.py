@@ -138,8 +138,10 @@ class SessionsAgent:
             return
         try:
             folded = await self.pipeline.fold([m for _, m, _ in self.deferred])
-        except STORE_ERRORS:
-            return  # still down: the next batch or the timer tries again
+        except Exception as exc:  # any failing dependency, as until_done retries: they stay deferred
+            if not isinstance(exc, STORE_ERRORS):
+                log.warning("folding %d deferred events failed, trying again later: %r", len(self.deferred), exc)
+            return  # the next batch or the timer tries again
         events, self.deferred = [e for e, _, _ in self.deferred], []
         metrics.EVENTS_DEFERRED_WAITING.set(0)
         log.info("folded %d deferred events: the online store is readable again", len(events))
