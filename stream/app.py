@@ -42,11 +42,12 @@ R = TypeVar("R")
 
 
 def broker_credentials(settings: Settings) -> faust.SASLCredentials | None:
-    """The `worker` Kafka user (deploy/kafka_access.py says what it may do), over TLS."""
-    if settings.kafka_security_protocol == "PLAINTEXT":
+    """The `worker` Kafka login (deploy/kafka_access.py says what it may do), in Faust's type."""
+    login = settings.kafka_client_options("worker")
+    if "sasl_mechanism" not in login:  # PLAINTEXT
         return None
-    return faust.SASLCredentials(username="worker", password=settings.kafka_password("worker"),
-                                 ssl_context=settings.kafka_ssl_context(), mechanism="SCRAM-SHA-512")
+    return faust.SASLCredentials(username=login["sasl_plain_username"], password=login["sasl_plain_password"],
+                                 ssl_context=login["ssl_context"], mechanism=login["sasl_mechanism"])
 
 
 (settings.run_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
