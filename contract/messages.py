@@ -94,8 +94,8 @@ class Tally(BaseModel):
 
 
 class TallyBatch(BaseModel):
-    """The tallies of one worker's batch whose items (users) hash to one partition of the tallies
-    topic: one message per partition and batch instead of one per event."""
+    """The tallies one worker gathered since its last flush whose items (users) hash to one
+    partition of the tallies topic: one message per partition and flush instead of one per event."""
 
     model_config = ConfigDict(frozen=True)
 

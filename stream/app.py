@@ -20,15 +20,15 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry, stop_after_delay, wait_exponential
 
-from contract.messages import Erasure
+from contract.messages import Erasure, Tally
 from contract.settings import Settings, get_settings
 from features.cache import STORE_ERRORS, StateCache
 from features.store import OnlineFeatures
 from serving.online.client import TritonRanker
 from stream import metrics
-from stream.counters import Counters, Kind, item_key, route, user_key
+from stream.counters import Counters, Kind, TallyOutbox, item_key, route, user_key
 from stream.metrics import timed
-from stream.pipeline import BatchResult, Folded, Pipeline, RawMessage
+from stream.pipeline import Folded, Pipeline, RawMessage
 from stream.writeback import WriteBehind
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ class SessionsAgent:
         self.in_flight: deque[asyncio.Task] = deque()
         self.deferred: list[tuple[Any, RawMessage, str]] = []  # (Faust event, message, session id)
         self.lock = asyncio.Lock()  # folds run one at a time, in partition order
+        self.outbox = TallyOutbox()
 
     async def handle(self, batch: list) -> None:
         messages = [RawMessage(e.message.value or b"", e.message.topic, e.message.partition, e.message.offset)
@@ -126,15 +127,15 @@ class SessionsAgent:
                               for event, source in zip(folded.events, folded.sources) if source in deferred]
             metrics.EVENTS_DEFERRED_WAITING.set(len(self.deferred))
             done = [e for e, m in zip(batch, messages) if (m.partition, m.offset) not in deferred]
-            self.start(recommend_and_publish(self.pipeline, folded, done, self.previous(), self.writeback))
+            self.start(recommend_and_publish(self.pipeline, folded, done, self.previous(), self.outbox))
         # Triton ranks one batch while the worker folds the next; a bug in a task stops the agent.
         while self.in_flight and (len(self.in_flight) >= settings.batches_in_flight or self.in_flight[0].done()):
             await self.in_flight.popleft()
 
     async def fold_deferred(self) -> None:
-        """One try at folding the deferred events (under the lock): on success their tallies go to
-        the counters' owners and they are acknowledged after the next write; their provisional
-        recommendations stand."""
+        """One try at folding the deferred events (under the lock): on success their tallies join the
+        outbox and they are acknowledged once those are sent and the state written; their
+        provisional recommendations stand."""
         if not self.deferred:
             return
         try:
@@ -146,7 +147,21 @@ class SessionsAgent:
         events, self.deferred = [e for e, _, _ in self.deferred], []
         metrics.EVENTS_DEFERRED_WAITING.set(0)
         log.info("folded %d deferred events: the online store is readable again", len(events))
-        self.start(forward_tallies(folded, events, self.previous(), self.writeback))
+        self.outbox.add(folded.tallies, events)
+
+    async def forward_tallies(self) -> None:
+        """Sends the outbox's tallies to the counters' owners, then hands their events to the
+        write-behind. Not while events are deferred: their tallies go first (TallyOutbox.take)."""
+        if self.deferred or not self.outbox.events:
+            return
+        tallies, events = self.outbox.take()
+        try:
+            await publish_tallies(tallies)
+        except Exception as exc:  # the broker: the next flush sends them (a counter skips repeats)
+            self.outbox.put_back(tallies, events)
+            log.warning("forwarding %d tallies failed, trying at the next flush: %r", len(tallies), exc)
+            return
+        self.writeback.published(events)
 
     def previous(self) -> asyncio.Task | None:
         return self.in_flight[-1] if self.in_flight else None
@@ -221,6 +236,8 @@ async def follow_erasures():
             except ValidationError as exc:
                 log.error("ignoring an invalid control message at offset %d: %s", message.offset, exc)
                 continue
+            for agent in list(_sessions):
+                agent.outbox.forget_users(erasure.user_ids)
             deleted = {name: await until_done(partial(writeback.erase, erasure.session_ids), erasure.user_ids)
                        for name, writeback in list(_writebacks.items())}  # each agent's memory, then its rows
             metrics.ERASURES.inc()
@@ -236,6 +253,8 @@ async def write_and_forget(app: Any, *revoked: Any, signal: Any, **kwargs: Any) 
     counters: write what this worker changed and forget the rest, so state held from before is
     never used again if they come back."""
     metrics.CONSUMER_LAG.clear()  # partitions this worker may no longer hold; record_lag sets the rest again
+    for agent in list(_sessions):
+        await agent.forward_tallies()
     for writeback in list(_writebacks.values()):
         await writeback.flush()
         log.info("rebalance: %d entries forgotten", writeback.cache.forget_clean())
@@ -250,7 +269,10 @@ async def purge_expired_rows():
 
 @app.timer(interval=settings.feature_flush_s)
 async def flush_features():
-    """Bounds how stale Feast is behind the worker (reco_feature_freshness_seconds)."""
+    """Bounds how stale Feast is behind the worker (reco_feature_freshness_seconds): sessions at
+    this flush, item and user counters at the counters' next one."""
+    for agent in list(_sessions):
+        await agent.forward_tallies()
     for writeback in list(_writebacks.values()):
         await writeback.flush()
         writeback.cache.evict()
@@ -274,8 +296,9 @@ async def until_done(step: Callable[[T], Awaitable[R]], arg: T) -> R:
 
 
 async def recommend_and_publish(pipeline: Pipeline, folded: Folded, batch: list, previous: asyncio.Task | None,
-                                writeback: WriteBehind) -> None:
-    """``batch``: the Faust events to acknowledge after the next write (the deferred ones are not)."""
+                                outbox: TallyOutbox) -> None:
+    """``batch``: the Faust events to acknowledge once their tallies are sent and the state
+    written (the deferred ones are not)."""
     result = await until_done(pipeline.recommend, folded)
     if previous is not None:  # a session's recommendations are published in the order of its events
         await asyncio.wait([previous])
@@ -283,34 +306,29 @@ async def recommend_and_publish(pipeline: Pipeline, folded: Folded, batch: list,
         await until_done(publish, result)
     with timed("learn"):
         pipeline.learn(folded, result)
-    writeback.published(batch)
-
-
-async def forward_tallies(folded: Folded, batch: list, previous: asyncio.Task | None, writeback: WriteBehind) -> None:
-    """Deferred events, folded at last: their counters' share goes out, then they are acknowledged
-    after the next write. Their recommendations went out when they were deferred."""
-    if previous is not None:
-        await asyncio.wait([previous])
-    with timed("publish"):
-        await until_done(publish, BatchResult(tallies=folded.tallies))
-    writeback.published(batch)
+    outbox.add(result.tallies, batch)
 
 
 async def publish(result) -> None:
-    """Sends every record and waits for the broker's acknowledgement of each."""
+    """Sends the dead letters and recommendations and waits for the broker's acknowledgement of each."""
     pending = [await dlq_topic.send(key=f"{letter.partition}:{letter.offset}".encode(),
                                     value=letter.model_dump_json().encode())
                for letter in result.dead_letters]
     pending += [await recommendations_topic.send(key=rec.session_id.encode(), value=rec.model_dump_json().encode())
                 for rec in result.recommendations]
-    for topic, key in ((item_tally_topic, item_key), (user_tally_topic, user_key)):  # to the counters' owners
-        for partition, value in route(result.tallies, key, settings.topic_partitions).items():
-            pending.append(await topic.send(value=value, partition=partition))
     await asyncio.gather(*pending)
     published_s = time.time()
     metrics.RECOMMENDATIONS_PUBLISHED.inc(len(result.recommendations))
     for ts in result.event_ts:
         metrics.END_TO_END_LATENCY.observe(max(0.0, published_s - ts / 1000))
+
+
+async def publish_tallies(tallies: list[Tally]) -> None:
+    """To the counters' owners: one message per partition of each tallies topic."""
+    pending = [await topic.send(value=value, partition=partition)
+               for topic, key in ((item_tally_topic, item_key), (user_tally_topic, user_key))
+               for partition, value in route(tallies, key, settings.topic_partitions).items()]
+    await asyncio.gather(*pending)
 
 
 def make_ranker() -> TritonRanker:

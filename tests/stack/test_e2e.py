@@ -85,8 +85,9 @@ def test_events_in_recommendations_and_dead_letters_out(collect):
     assert all(d["error"] and d["topic"] == settings.events_topic for d in dlq)
 
     # Feast's own online read returns what the events imply, once the worker's write-behind has
-    # caught up (it writes at least every RECO_FEATURE_FLUSH_S).
-    time.sleep(settings.feature_flush_s + 1.0)
+    # caught up: sessions at its next flush (every RECO_FEATURE_FLUSH_S), which also sends the
+    # tallies, and the counters those changed at the one after.
+    time.sleep(2 * settings.feature_flush_s + 1.0)
     sessions = sorted({e["session_id"] for e in valid})[:10]
     new_items = sorted({e["item_id"] for e in valid if e["item_id"].startswith(tag)})
     assert not feast_mismatches(valid, sessions, new_items)

@@ -35,7 +35,7 @@ def shopper_events(tag: str, user: str, session: str, n: int, start: int = 0) ->
 
 
 def wait_for_feast() -> None:
-    time.sleep(get_settings().feature_flush_s + 1.0)  # the worker's write-behind
+    time.sleep(2 * get_settings().feature_flush_s + 1.0)  # sessions, then the counters their tallies changed
 
 
 @pytest.fixture
