@@ -114,6 +114,9 @@ class SessionsAgent:
         self.deferred: list[tuple[Any, RawMessage, str]] = []  # (Faust event, message, session id)
         self.lock = asyncio.Lock()  # folds run one at a time, in partition order
         self.outbox = TallyOutbox()
+        # The flush timer and a rebalance may both forward: one at a time, or a later take's
+        # tallies could reach a partition before an earlier one's.
+        self.forwarding = asyncio.Lock()
 
     async def handle(self, batch: list) -> None:
         messages = [RawMessage(e.message.value or b"", e.message.topic, e.message.partition, e.message.offset)
@@ -154,16 +157,17 @@ class SessionsAgent:
     async def forward_tallies(self) -> None:
         """Sends the outbox's tallies to the counters' owners, then hands their events to the
         write-behind. Not while events are deferred: their tallies go first (TallyOutbox.take)."""
-        if self.deferred or not self.outbox.events:
-            return
-        tallies, events = self.outbox.take()
-        try:
-            await publish_tallies(tallies)
-        except Exception as exc:  # the broker: the next flush sends them (a counter skips repeats)
-            self.outbox.put_back(tallies, events)
-            log.warning("forwarding %d tallies failed, trying at the next flush: %r", len(tallies), exc)
-            return
-        self.writeback.published(events)
+        async with self.forwarding:
+            if self.deferred or not self.outbox.events:
+                return
+            tallies, events = self.outbox.take()
+            try:
+                await publish_tallies(tallies)
+            except Exception as exc:  # the broker: the next flush sends them (a counter skips repeats)
+                self.outbox.put_back(tallies, events)
+                log.warning("forwarding %d tallies failed, trying at the next flush: %r", len(tallies), exc)
+                return
+            self.writeback.published(events)
 
     def previous(self) -> asyncio.Task | None:
         return self.in_flight[-1] if self.in_flight else None
