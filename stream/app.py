@@ -269,11 +269,19 @@ async def write_and_forget(app: Any, *revoked: Any, signal: Any, **kwargs: Any) 
     counters: write what this worker changed and forget the rest, so state held from before is
     never used again if they come back."""
     metrics.CONSUMER_LAG.clear()  # partitions this worker may no longer hold; record_lag sets the rest again
+    for writeback in await forward_and_write():
+        log.info("rebalance: %d entries forgotten", writeback.cache.forget_clean())
+
+
+async def forward_and_write() -> list[WriteBehind]:
+    """The outboxes' tallies first, so their events are acknowledged by this same write; then
+    every agent's state to Feast. Returns the write-behinds, for what follows a write."""
     for agent in list(_sessions):
         await agent.forward_tallies()
-    for writeback in list(_writebacks.values()):
+    writebacks = list(_writebacks.values())
+    for writeback in writebacks:
         await writeback.flush()
-        log.info("rebalance: %d entries forgotten", writeback.cache.forget_clean())
+    return writebacks
 
 
 @app.timer(interval=60.0)
@@ -287,10 +295,7 @@ async def purge_expired_rows():
 async def flush_features():
     """Bounds how stale Feast is behind the worker (reco_feature_freshness_seconds): sessions at
     this flush, item and user counters at the counters' next one."""
-    for agent in list(_sessions):
-        await agent.forward_tallies()
-    for writeback in list(_writebacks.values()):
-        await writeback.flush()
+    for writeback in await forward_and_write():
         writeback.cache.evict()
 
 
