@@ -63,7 +63,8 @@ train: setup      ## train on DATA (synthetic, seeded; or diginetica) and export
 demo: setup       ## stack up, train on DATA unless served, replay DATA's events, print recommendations
 	bash deploy/up.sh kafka redis prometheus
 	$(SERVES_DATA) || $(MAKE) train DATA=$(DATA)
-	bash deploy/up.sh triton worker
+	bash deploy/down.sh worker    # a worker left running may be another catalogue's (RECO_CATALOGUE)
+	RECO_CATALOGUE=$(DATA) bash deploy/up.sh triton worker
 	$(WAIT_NEWEST)
 	tag=demo$$(date +%s); \
 	$(PY) -m stream.produce $(REPLAY_ARGS_$(DATA)) --limit $(DEMO_EVENTS) --rate 200 --session-prefix $$tag- && \

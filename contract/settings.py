@@ -62,6 +62,9 @@ class Settings(BaseSettings):
 
     # Recommendation shape
     k: int = 10
+    # The site's catalogue. A served model trained on another one (serving.model.artifacts.
+    # trained_catalogue) only gets to recommend items the stream has shown to exist.
+    catalogue: str = "synthetic"
     # Never recommended: the item of the event itself and items bought in the session; with this
     # on, also every item the session has touched.
     exclude_session_items: bool = False

@@ -381,7 +381,8 @@ def retrain(messages: Iterable[tuple[Position, bytes | None]], settings: Setting
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "candidate"
         candidate = train_candidate(train, serving, options.mode, cfg, out, log,
-                                    meta={"source": "retrain", "mode": decision["mode"], "warm_from": serving_version})
+                                    meta={"source": "retrain", "mode": decision["mode"], "warm_from": serving_version,
+                                          "catalogue": settings.catalogue})
         summary = candidate.summary
         decision["train"] = {"epochs_run": summary.epochs_run, "best_epoch": summary.best_epoch,
                              "stop": summary.stop, "seconds": summary.train_seconds}

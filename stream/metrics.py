@@ -31,6 +31,10 @@ BATCH_SIZE = Histogram("reco_batch_size", "Events per processed batch", buckets=
 CONSUMER_LAG = Gauge("reco_consumer_lag", "Messages behind the log end", ["topic", "partition"])
 LAST_EVENT_TIMESTAMP = Gauge("reco_last_event_timestamp_seconds", "Wall-clock time of the last consumed event")
 MODEL_INFO = Info("reco_model", "Model serving the recommendations")
+MODEL_CATALOGUE_MISMATCH = Gauge("reco_model_catalogue_mismatch", "1 while the served model was trained on "
+                                 "another catalogue than RECO_CATALOGUE (only items seen in the stream are shown)")
+CANDIDATES_OFF_CATALOGUE = Counter("reco_candidates_off_catalogue_total", "Model candidates not shown because "
+                                   "the model is of another catalogue and the stream never named the item")
 TRITON_UP = Gauge("reco_triton_up", "1 when the last Triton call succeeded")
 BATCH_RETRIES = Counter("reco_batch_retries_total", "Batches run again after a dependency failed", ["error"])
 AGENT_CRASHES = Counter("reco_agent_crashes_total", "Times the recommend agent raised (Faust restarts it)")

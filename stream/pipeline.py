@@ -39,11 +39,12 @@ from features.privacy import pseudonym
 from features.state import OnlineState, SessionState, Shown, apply_events, apply_session, is_first_event
 from serving.online.client import TRITON_ERRORS, SessionRow
 from stream import metrics
+from stream.catalogue import LiveCatalogue
 from stream.explain import explain_fill_item, explain_model_item, session_categories
 from stream.exposure import Exposure
 from stream.metrics import timed
 from stream.popularity import Popularity
-from stream.ranking import select_items
+from stream.ranking import live_only, select_items
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,8 @@ class BatchResult:
 
 
 class RankerLike(Protocol):
-    async def rank(self, sessions: Sequence[SessionRow]) -> tuple[Sequence[Iterable[Candidate]], str]: ...
+    async def rank(self, sessions: Sequence[SessionRow]) -> tuple[Sequence[Iterable[Candidate]], str, str]:
+        """(candidates per session, model version, the catalogue that model was trained on)"""
 
 
 def tally(event: Event, session: SessionState, source: tuple[int, int]) -> Tally:
@@ -108,6 +110,7 @@ class Pipeline:
         self.ranker = ranker
         self.popularity = popularity or Popularity()
         self.exposure = exposure or Exposure(self.popularity)
+        self.catalogue = LiveCatalogue(settings.catalogue)
         self.pseudonym_key = settings.pseudonym_key.get_secret_value().encode()
 
     async def process(self, messages: list[RawMessage]) -> BatchResult:
@@ -124,6 +127,7 @@ class Pipeline:
             events, sources, dead = self.validate(messages)
             published = [e.user_id for e in events] if self.settings.publish_user_id else None
             events = [self.pseudonymize(e) for e in events]
+            self.catalogue.observe(e.item_id for e in events)
         if not events:
             return Folded(events, dead, [], [], [], [])
         with timed("read_state"):
@@ -239,16 +243,19 @@ class Pipeline:
 
     async def rank(self, sessions: list[SessionState]
                    ) -> tuple[list[Iterable[Candidate] | None], str, FallbackReason | None]:
-        """The model's candidates per session and its version, or none and a fallback reason when
-        Triton fails."""
+        """The model's candidates per session (those of the live catalogue) and its version, or none
+        and a fallback reason when Triton fails."""
         try:
-            rankings, version = await self.ranker.rank([(s.item_ids, s.event_types) for s in sessions])
+            rankings, version, catalogue = await self.ranker.rank([(s.item_ids, s.event_types) for s in sessions])
         except TRITON_ERRORS as exc:
             log.warning("Triton call failed, serving popular items: %r", exc)
             metrics.TRITON_UP.set(0)
             return [None] * len(sessions), "fallback", "triton_unavailable"
         metrics.TRITON_UP.set(1)
         metrics.MODEL_INFO.info({"version": version})
+        allowed = self.catalogue.allowed(catalogue)
+        if allowed is not None:
+            return [live_only(r, allowed) for r in rankings], version, None
         return list(rankings), version, None
 
     def select(self, rankings: list[Iterable[Candidate] | None], events: list[Event],

@@ -1,10 +1,11 @@
 """Ranking post-processing: the model's candidates become the k items a shopper sees."""
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Container, Iterable, Iterator, Mapping
 
 from contract.ranking import Candidate
 from serving.model.rerank import mmr_order
+from stream import metrics
 
 
 def select_items(ranking: Iterable[Candidate] | None, excluded: set[str], k: int, fill: list[str],
@@ -40,3 +41,13 @@ def select_items(ranking: Iterable[Candidate] | None, excluded: set[str], k: int
             seen.add(item)
             picks.append(Candidate(item, 0.0, -1, 0.0, from_model=False))
     return picks
+
+
+def live_only(ranking: Iterable[Candidate], allowed: Container[str]) -> Iterator[Candidate]:
+    """The candidates in ``allowed`` (the live catalogue, stream/catalogue.py), lazily, counting
+    those left out."""
+    for candidate in ranking:
+        if candidate.item_id in allowed:
+            yield candidate
+        else:
+            metrics.CANDIDATES_OFF_CATALOGUE.inc()

@@ -139,6 +139,14 @@ def load_config(path: str | Path) -> dict:
     return json.loads((Path(path) / "config.json").read_text())
 
 
+def trained_catalogue(config: dict) -> str:
+    """The catalogue a model's items come from, from its config.json: the training data's
+    ``catalogue`` (a retrain names the site's), else its format (``synthetic``, ``diginetica``,
+    ``sasrec``); ``stream`` for a retrain written before retrains named it."""
+    data = config.get("training", {}).get("data", {})
+    return data.get("catalogue") or data.get("format") or "stream"
+
+
 def load_model_dir(path: str | Path, device: str | torch.device = "cpu") -> tuple[SessionTransformer, Vocab]:
     """(model in eval mode on ``device``, Vocab) from a directory written by ``save_model_dir``."""
     p = Path(path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 import tritonclient.grpc.aio as grpcclient
@@ -38,6 +38,14 @@ def parse_response(items: np.ndarray, scores: np.ndarray, positions: np.ndarray,
     return [map(Candidate, map(bytes.decode, row_items), row_scores, row_positions, row_drops)
             for row_items, row_scores, row_positions, row_drops
             in zip(items.tolist(), scores.tolist(), positions.tolist(), drops.tolist())]
+
+
+class Ranked(NamedTuple):
+    """One Triton call's answer."""
+
+    candidates: list[Iterator[Candidate]]  # per session, best first
+    version: str  # "model:version" that ranked them
+    catalogue: str  # the catalogue that model was trained on (its items are that catalogue's)
 
 
 class CircuitOpen(ConnectionError):
@@ -87,8 +95,7 @@ class TritonRanker:
         raise CircuitOpen(f"all {len(self.clients)} Triton server(s) failed within the last "
                           f"{self.breakers[0].cooldown_s:.0f} s")
 
-    async def rank(self, sessions: Sequence[SessionRow]) -> tuple[list[Iterator[Candidate]], str]:
-        """Ranked candidates per session, and the model version that ranked them."""
+    async def rank(self, sessions: Sequence[SessionRow]) -> Ranked:
         n = self._next()
         tensors = []
         for name, column in (("SESSION_ITEMS", 0), ("SESSION_TYPES", 1)):
@@ -104,7 +111,11 @@ class TritonRanker:
         self.breakers[n].record(ok=True)
         rankings = parse_response(result.as_numpy("REC_ITEMS"), result.as_numpy("REC_SCORES"),
                                   result.as_numpy("ATTR_POS"), result.as_numpy("ATTR_DROP"))
-        return rankings, f"{self.model_name}:{result.get_response().model_version}"
+        # None from a version exported before the backend named its catalogue: unknown, so the
+        # worker treats it as another catalogue's.
+        catalogue = result.as_numpy("CATALOGUE")
+        return Ranked(rankings, f"{self.model_name}:{result.get_response().model_version}",
+                      catalogue[0][0].decode() if catalogue is not None and len(catalogue) else "")
 
     async def close(self) -> None:
         for client in self.clients:

@@ -9,12 +9,12 @@ version number, so a number that once held other weights must never come back.
 """
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from pathlib import Path
 
 from contract.settings import PROJECT_ROOT, Settings, get_settings
+from serving.model.artifacts import load_config, trained_catalogue
 from serving.model.precision import check_precision
 
 BACKEND = Path(__file__).resolve().parent / "triton_backend.py"
@@ -118,21 +118,18 @@ def retire_newest(target: Path, retired: Path) -> tuple[int, int]:
 
 
 def served_catalogue(target: Path) -> str | None:
-    """The data the newest version of the model folder ``target`` was trained on: its training
-    format (``synthetic``, ``diginetica``, ``sasrec``), ``stream`` for a retrain (which keeps the
-    served catalogue and adds the stream's new items), None when there is no version."""
+    """The catalogue of the newest version of the model folder ``target`` (``trained_catalogue``),
+    None when there is no version."""
     held = versions(target)
     if not held:
         return None
-    data = json.loads((target / str(held[-1]) / "config.json").read_text()).get("training", {}).get("data", {})
-    return data.get("format") or "stream"
+    return trained_catalogue(load_config(target / str(held[-1])))
 
 
 def serves_catalogue(target: Path, catalogue: str) -> bool:
-    """Whether the newest version knows ``catalogue``'s items. The synthetic demo catalogue is also
-    served by retrains from the synthetic stream (`make retrain`)."""
-    served = served_catalogue(target)
-    return served == catalogue or (catalogue == "synthetic" and served == "stream")
+    """Whether the newest version was trained on ``catalogue``, so the worker shows its candidates
+    (a retrain written before retrains named their catalogue counts as none)."""
+    return served_catalogue(target) == catalogue
 
 
 if __name__ == "__main__":

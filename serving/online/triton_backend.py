@@ -21,13 +21,13 @@ import numpy as np
 import torch
 import triton_python_backend_utils as pb_utils
 
-from serving.model.artifacts import load_model_dir
+from serving.model.artifacts import load_config, load_model_dir, trained_catalogue
 from serving.model.attribution import rank_with_attribution
 from serving.model.precision import DEFAULT_PRECISION, check_precision, serving_device, with_precision
 from serving.model.transformer import EVENT_TYPE_INDEX
 
 INPUTS = ("SESSION_ITEMS", "SESSION_TYPES")
-OUTPUTS = ("REC_ITEMS", "REC_SCORES", "ATTR_POS", "ATTR_DROP")
+OUTPUTS = ("REC_ITEMS", "REC_SCORES", "ATTR_POS", "ATTR_DROP", "CATALOGUE")
 
 
 class BadRequest(ValueError):
@@ -57,6 +57,9 @@ class TritonPythonModel:
             torch.set_num_threads(int(params.get("CPU_THREADS", "1")))
         version_dir = Path(args["model_repository"]) / args["model_version"]
         model, self.vocab = load_model_dir(version_dir)
+        # Every row says which catalogue its candidates come from: the worker keeps another
+        # catalogue's items off a site (stream/catalogue.py).
+        self.catalogue = trained_catalogue(load_config(version_dir)).encode()
         self.model = with_precision(model, self.precision).to(self.device)
         self.max_len = model.cfg.max_len
         # Model index -> UTF-8 item id, for decoding every candidate with one array lookup.
@@ -125,5 +128,5 @@ class TritonPythonModel:
         session_pos = np.where(model_pos >= 0, np.take_along_axis(source, model_pos.clip(min=0), axis=1), -1)
         names = self.item_names[ranked.items.cpu().numpy()]
         outputs = {"REC_ITEMS": names, "REC_SCORES": ranked.scores.cpu().numpy(), "ATTR_POS": session_pos,
-                   "ATTR_DROP": ranked.attr_drop.cpu().numpy()}
+                   "ATTR_DROP": ranked.attr_drop.cpu().numpy(), "CATALOGUE": [[self.catalogue]] * len(sessions)}
         return {name: np.asarray(value, dtype=self.dtypes[name]) for name, value in outputs.items()}

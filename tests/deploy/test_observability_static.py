@@ -33,6 +33,7 @@ EXPECTED_DASHBOARDS = {"overview", "model", "features"}
 EXPECTED_ALERTS = {
     "RecoConsumerLagGrowing", "RecoEndToEndLatencyP99High", "RecoDLQRateHigh",
     "RecoFallbackRateHigh", "RecoTritonUnavailable", "RecoNoEventsConsumed", "RecoClickHitRateDropped",
+    "RecoModelCatalogueMismatch",
 }
 
 

@@ -16,7 +16,7 @@ from contract.settings import Settings, get_settings
 from serving.model.artifacts import load_model_dir
 from serving.offline.data import generate_synthetic
 from serving.offline.train import TrainConfig, train_model
-from serving.online.export import export_model, retire_newest, retired_dir, versions
+from serving.online.export import export_model, retire_newest, retired_dir, served_catalogue, versions
 from serving.retrain import (
     RetrainOptions,
     build_sessions,
@@ -255,6 +255,7 @@ def test_a_warm_candidate_is_published_rolled_back_and_numbering_stays_monotonic
     assert versions(target) == [1, 2]
     model, vocab = load_model_dir(target / "2")
     assert vocab.n_items == first["items"] == model.cfg.n_items > load_model_dir(target / "1")[1].n_items
+    assert served_catalogue(target) == settings.catalogue  # the stream it learned from is the site's
 
     assert retire_newest(target, retired_dir(settings.model_name, settings)) == (2, 1)
     again = retrain(messages(stream_lines), settings, RetrainOptions(), BRIEF, "test", quiet)

@@ -51,7 +51,7 @@ def build_events(tag: str, seed: int = 11):
     return messages, kept, expected_reasons
 
 
-def test_events_in_recommendations_and_dead_letters_out(collect):
+def test_events_in_recommendations_and_dead_letters_out(collect, worker_metric):
     settings = get_settings()
     assert settings.online_store == "redis", "the end-to-end test runs Feast on Redis (RECO_ONLINE_STORE=redis)"
     tag = f"e2e{uuid.uuid4().hex[:8]}"
@@ -78,6 +78,8 @@ def test_events_in_recommendations_and_dead_letters_out(collect):
         assert not purchased[event["session_id"]] & set(ids), rec
         assert event["item_id"] not in ids, rec  # never the item on screen
         assert rec["session_id"] == event["session_id"] and rec["fallback"] is None, rec
+
+    assert worker_metric("reco_model_catalogue_mismatch") == 0  # the served model is of this site's catalogue
 
     # Every malformed message: one dead letter with its reason.
     assert len(dlq) == MALFORMED

@@ -91,7 +91,8 @@ class FakeRanker:
     """Ranks i0..i29 (score 30 - n), whatever the session."""
 
     async def rank(self, sessions):
-        return [iter([Candidate(f"i{n}", 30.0 - n, -1, 0.0) for n in range(30)]) for _ in sessions], "fake:1"
+        ranked = [iter([Candidate(f"i{n}", 30.0 - n, -1, 0.0) for n in range(30)]) for _ in sessions]
+        return ranked, "fake:1", "synthetic"
 
 
 def event(n, session, item, category):

@@ -20,6 +20,7 @@ class FakeRanker:
 
     def __init__(self):
         self.down = False
+        self.catalogue = "synthetic"  # the catalogue the fake model was trained on
 
     async def rank(self, sessions):
         if self.down:
@@ -27,7 +28,7 @@ class FakeRanker:
         out = []
         for items, _ in sessions:
             out.append([Candidate(f"i{n}", 30.0 - n, len(items) - 1, 0.5) for n in range(30)])
-        return out, "fake:1"
+        return out, "fake:1", self.catalogue
 
 
 def event(n, session="s1", kind="view", item=None):
@@ -113,6 +114,25 @@ async def test_the_event_own_item_is_never_recommended_nor_explained_by_itself(p
     cited = [tok for r in result.recommendations for i in r.items for tok in i.explanation if tok.startswith("view:")]
     assert all(tok != f"view:{i.item_id}" for r in result.recommendations for i in r.items for tok in i.explanation)
     assert cited  # the check above is not vacuous
+
+
+async def test_a_model_of_another_catalogue_only_recommends_items_the_stream_named(pipeline):
+    """The fake model ranks i0..i29; this site's stream has named i0..i7 and p0..p2 only."""
+    pipeline.ranker.catalogue = "diginetica"
+    named = [f"i{n}" for n in range(8)] + ["p0", "p1", "p2"]
+    await pipeline.process(messages([event(n, session=f"s{n}", item=item) for n, item in enumerate(named)]))
+    result = await pipeline.process(messages([event(20, session="new", item="i2")]))
+    ids = [i.item_id for i in result.recommendations[0].items]
+    assert ids == ["i0", "i1", "i3", "i4", "i5"] and set(ids) <= set(named)
+    assert REGISTRY.get_sample_value("reco_model_catalogue_mismatch") == 1
+    pipeline.ranker.catalogue = "synthetic"  # the site's own (Settings.catalogue): every candidate is an item here
+    result = await pipeline.process(messages([event(21, session="new2", item="i0")]))
+    assert [i.item_id for i in result.recommendations[0].items] == ["i1", "i2", "i3", "i4", "i5"]
+    assert REGISTRY.get_sample_value("reco_model_catalogue_mismatch") == 0
+    pipeline.ranker.catalogue = "diginetica"
+    result = await pipeline.process(messages([event(22, session="new3", item="p0")]))
+    ids = [i.item_id for i in result.recommendations[0].items]
+    assert len(ids) == 5 and "i8" not in ids and set(ids) <= set(named)
 
 
 async def test_excluding_the_whole_session(tmp_path):

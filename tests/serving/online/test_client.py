@@ -47,7 +47,8 @@ class FakeResult:
 
     def as_numpy(self, name):
         return {"REC_ITEMS": np.array([[b"a"]], dtype=object), "REC_SCORES": np.array([[1.0]], dtype=np.float32),
-                "ATTR_POS": np.array([[-1]]), "ATTR_DROP": np.array([[0.0]], dtype=np.float32)}[name]
+                "ATTR_POS": np.array([[-1]]), "ATTR_DROP": np.array([[0.0]], dtype=np.float32),
+                "CATALOGUE": np.array([[b"synthetic"]], dtype=object)}[name]
 
     def get_response(self):
         return type("Response", (), {"model_version": self.version})()
@@ -59,8 +60,9 @@ async def test_batches_go_round_robin_and_a_failed_server_is_skipped_until_its_c
     ranker.clients = [FakeServer("1"), FakeServer("2")]
     for breaker in ranker.breakers:
         breaker.clock = lambda: now[0]
-    versions = [(await ranker.rank([(("x",), ("view",))]))[1] for _ in range(4)]
-    assert versions == ["m:1", "m:2", "m:1", "m:2"]
+    answers = [await ranker.rank([(("x",), ("view",))]) for _ in range(4)]
+    assert [a.version for a in answers] == ["m:1", "m:2", "m:1", "m:2"]
+    assert {a.catalogue for a in answers} == {"synthetic"}
 
     ranker.clients[0].down = True
     with pytest.raises(ConnectionError):

@@ -109,11 +109,12 @@ def test_the_served_catalogue_is_the_newest_versions_training_data(tmp_path, mod
 
     repo, target = tmp_path / "repo", tmp_path / "repo" / "session_transformer"
     assert export.served_catalogue(target) is None and not export.serves_catalogue(target, "synthetic")
-    for data in ({"format": "synthetic"}, {"format": "diginetica"}, {"source": "retrain"}):
+    cases = [({"format": "synthetic"}, "synthetic"), ({"format": "diginetica"}, "diginetica"),
+             ({"source": "retrain", "catalogue": "synthetic"}, "synthetic"),  # a retrain names the site's
+             ({"source": "retrain"}, "stream")]  # a retrain from before retrains named it: no catalogue's
+    for data, catalogue in cases:
         (model_dir / "config.json").write_text(json.dumps({"training": {"data": data}}))
         export_model(model_dir, repo)
-        served = export.served_catalogue(target)
-        assert served == data.get("format", "stream")
-        assert export.serves_catalogue(target, "diginetica") == (served == "diginetica")
-        # a retrain from the (synthetic) stream still serves the synthetic demo catalogue
-        assert export.serves_catalogue(target, "synthetic") == (served in ("synthetic", "stream"))
+        assert export.served_catalogue(target) == catalogue
+        assert export.serves_catalogue(target, "diginetica") == (catalogue == "diginetica")
+        assert export.serves_catalogue(target, "synthetic") == (catalogue == "synthetic")

@@ -109,7 +109,7 @@ def load(pb, thread_calls, tmp_path):
     torch.manual_seed(0)
     model = SessionTransformer(ModelConfig(n_items=len(ITEMS), max_len=MAX_LEN, d_model=16, n_layers=1, n_heads=2,
                                            dropout=0.0)).eval()
-    save_model_dir(tmp_path / "1", model, Vocab(ITEMS))
+    save_model_dir(tmp_path / "1", model, Vocab(ITEMS), {"data": {"format": "diginetica"}})
     sys.modules.pop("serving.online.triton_backend", None)
     backend = importlib.import_module("serving.online.triton_backend")
 
@@ -172,6 +172,8 @@ def test_attr_pos_indexes_the_callers_session(pb, load):
     for (items, kept), positions in zip(CASES, got["ATTR_POS"].tolist()):
         assert set(positions) <= set(kept) if kept else set(positions) == {-1}
         assert all(items[p] in ITEMS for p in positions if p >= 0)  # an item the model knows, by the caller's index
+    # every row names the catalogue the model was trained on
+    assert [outputs(r)["CATALOGUE"].tolist() for r in responses] == [[[b"diginetica"]] * 3, [[b"diginetica"]] * 3]
 
 
 def test_a_malformed_request_gets_an_error_and_its_neighbours_are_served(pb, load):
