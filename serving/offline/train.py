@@ -15,13 +15,13 @@ converges in far fewer epochs. Logits are only computed at non-padded positions,
 costs ~ (#training interactions x catalogue x d), not (#users x max_len x catalogue x d).
 
 Split: leave-last-out (see serving/offline/sequences.py). Model selection / early stopping: NDCG@10
-on the validation item under the sampled100 protocol (fixed seeded negatives, so the curve
-is not noisy across epochs; computed on at most --val-users users); full-ranking NDCG@10 is
-logged alongside. After --lr-patience epochs without improvement the learning rate is halved
-(again every --lr-patience epochs); after --patience epochs without improvement, or when
---max-minutes of training have passed, training stops. The best epoch's weights are written
-to --out, then evaluated on the test item under both protocols (recorded in
-config.json["training"]).
+on the validation item under --select-protocol, by default full ranking (the protocol the
+product serves; sampled metrics can disagree with it, Krichene and Rendle, KDD 2020), on at
+most --val-users users; the other protocol is logged alongside. After --lr-patience epochs
+without improvement the learning rate is halved (again every --lr-patience epochs); after
+--patience epochs without improvement, or when --max-minutes of training have passed, training
+stops. The best epoch's weights are written to --out, then evaluated on the test item under both
+protocols (recorded in config.json["training"]).
 """
 from __future__ import annotations
 
@@ -76,11 +76,16 @@ class TrainConfig:
     patience: int = 8  # epochs without validation improvement before stopping
     lr_patience: int = 2  # halve the lr after this many epochs without improvement (0: never)
     val_users: int = 10_000  # validation users per epoch (seeded subset)
+    select_protocol: str = "full"  # validation NDCG@10 that picks the epoch: full | sampled100
     test_eval: bool = True  # evaluate the best epoch on the test item
     # run
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
     threads: int = 0  # torch CPU threads (0: torch default)
+
+    def __post_init__(self) -> None:
+        if self.select_protocol not in ("full", "sampled100"):
+            raise ValueError(f"select_protocol must be full or sampled100, not {self.select_protocol!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -102,7 +107,7 @@ class TrainConfig:
     def hyperparameters(self) -> dict[str, Any]:
         """The training settings recorded in config.json (the architecture is recorded as ModelConfig)."""
         names = ("batch_size", "lr", "weight_decay", "epochs", "max_minutes", "patience", "lr_patience",
-                 "all_windows", "window_context", "use_categories")
+                 "all_windows", "window_context", "use_categories", "select_protocol")
         return {name: getattr(self, name) for name in names}
 
 
@@ -273,11 +278,11 @@ def train_epoch(model: SessionTransformer, opt: torch.optim.Optimizer, windows: 
 
 
 def validate(model: SessionTransformer, device: torch.device, val: EvalSet, n_items: int,
-             seed: int) -> tuple[float, dict]:
-    """(selection score = sampled100 NDCG@10, the validation columns of the history row)."""
+             seed: int, select_protocol: str) -> tuple[float, dict]:
+    """(selection score = NDCG@10 under ``select_protocol``, the validation columns of the history row)."""
     res = evaluate_scorer(model_scorer(model, device), val, n_items, seed=seed)
     sampled, full = res["sampled100"], res["full"]
-    return sampled["ndcg@10"], {
+    return res[select_protocol]["ndcg@10"], {
         "val_ndcg@10_sampled100": round(sampled["ndcg@10"], 4), "val_hr@10_sampled100": round(sampled["hr@10"], 4),
         "val_ndcg@10_full": round(full["ndcg@10"], 4), "val_hr@10_full": round(full["hr@10"], 4)}
 
@@ -334,7 +339,7 @@ def fit(cfg: TrainConfig, model: SessionTransformer, windows: Windows, val: Eval
             bar.start(epoch, len(batches))
             loss, timed_out = train_epoch(model, opt, windows, batches, device, out_of_time, bar)
             train_s = time.time() - t_epoch
-            score, val_metrics = validate(model, device, val, n_items, cfg.seed)
+            score, val_metrics = validate(model, device, val, n_items, cfg.seed, cfg.select_protocol)
             row = {"epoch": epoch, "loss": round(loss, 4), "train_s": round(train_s, 1), **val_metrics,
                    "lr": opt.param_groups[0]["lr"], "elapsed_s": round(time.time() - t_start, 1)}
             history.append(row)
@@ -442,6 +447,8 @@ def main(
                                        help="history items each earlier window carries into the next "
                                             "(targets trained once)"),
     val_users: int = typer.Option(DEFAULT.val_users, help="validation users per epoch (seeded subset)"),
+    select_protocol: str = typer.Option(DEFAULT.select_protocol,
+                                        help="full | sampled100: validation NDCG@10 that picks the epoch"),
     threads: int = typer.Option(DEFAULT.threads, help="torch CPU threads (0: torch default)"),
 ) -> None:
     cfg = TrainConfig.from_dict(ctx.params)

@@ -130,3 +130,24 @@ def test_cli_builds_the_train_config_whole(tmp_path, monkeypatch):
     assert seen == [TrainConfig(),
                     TrainConfig(use_categories=False, copy_head=False, all_windows=False, dropout=0.1, threads=1,
                                 val_users=5)]
+
+
+
+def test_the_selection_score_is_validation_ndcg_under_the_chosen_protocol():
+    import pytest
+
+    from serving.offline.data import generate_synthetic
+    from serving.offline.sequences import build_vocab_and_split
+
+    vocab, _, split = build_vocab_and_split(generate_synthetic(300, n_items=200, n_categories=5, mean_len=6, seed=3))
+    torch.manual_seed(0)
+    cfg = TrainConfig(d_model=16, n_layers=1, n_heads=1)
+    model = train_module.build_model(cfg, vocab, torch.device("cpu")).eval()
+    scores = {}
+    for protocol in ("full", "sampled100"):
+        scores[protocol], row = train_module.validate(model, torch.device("cpu"), split.valid, vocab.n_items,
+                                                      0, protocol)
+        assert scores[protocol] == pytest.approx(row[f"val_ndcg@10_{protocol}"], abs=5e-5)
+    assert scores["full"] != scores["sampled100"]
+    with pytest.raises(ValueError, match="select_protocol"):
+        TrainConfig(select_protocol="served")
