@@ -48,6 +48,9 @@ class Split:
     valid: EvalSet
     test: EvalSet
     train_counts: np.ndarray  # [n_items + 1] item counts in the training part
+    # every sequence without its test item: the training part plus each validation target, for the
+    # epochs after model selection (serving/offline/train.py, refit)
+    refit: list[Encoded] = field(default_factory=list)
 
 
 def encode(sessions: list[Session], vocab: Vocab) -> list[Encoded]:
@@ -63,16 +66,19 @@ def encode(sessions: list[Session], vocab: Vocab) -> list[Encoded]:
 
 def leave_last_out(users: list[Encoded], n_items: int) -> Split:
     train: list[Encoded] = []
+    refit: list[Encoded] = []
     valid, test = EvalSet(), EvalSet()
     counts = np.zeros(n_items + 1, dtype=np.int64)
     for u in users:
         n = len(u.items)
         if n < 3:
             train.append(u)
+            refit.append(u)
             np.add.at(counts, u.items, 1)
             continue
         tr = Encoded(u.key, u.items[:-2], u.types[:-2])
         train.append(tr)
+        refit.append(Encoded(u.key, u.items[:-1], u.types[:-1]))
         np.add.at(counts, tr.items, 1)
         rated = np.unique(u.items)
         for ev, cut in ((valid, n - 2), (test, n - 1)):  # history before the target, the target
@@ -82,7 +88,7 @@ def leave_last_out(users: list[Encoded], n_items: int) -> Split:
             ev.targets.append(int(u.items[cut]))
             ev.rated.append(rated)
     counts[0] = 0
-    return Split(train, valid, test, counts)
+    return Split(train, valid, test, counts, refit)
 
 
 def build_vocab_and_split(sessions: list[Session], catalogue: Vocab | None = None

@@ -20,8 +20,10 @@ product serves; sampled metrics can disagree with it, Krichene and Rendle, KDD 2
 most --val-users users; the other protocol is logged alongside. After --lr-patience epochs
 without improvement the learning rate is halved (again every --lr-patience epochs); after
 --patience epochs without improvement, or when --max-minutes of training have passed, training
-stops. The best epoch's weights are written to --out, then evaluated on the test item under both
-protocols (recorded in config.json["training"]).
+stops. The best epoch's weights then train --refit-epochs more epochs at --refit-lr on every
+target but the test items, the validation items included (each user's most recent interaction,
+which a model trained for serving learns too). The result is written to --out, then evaluated on
+the test item under both protocols (recorded in config.json["training"]).
 """
 from __future__ import annotations
 
@@ -77,6 +79,9 @@ class TrainConfig:
     lr_patience: int = 2  # halve the lr after this many epochs without improvement (0: never)
     val_users: int = 10_000  # validation users per epoch (seeded subset)
     select_protocol: str = "full"  # validation NDCG@10 that picks the epoch: full | sampled100
+    # after selection: epochs on every target but the test items (the validation items too), at refit_lr
+    refit_epochs: int = 5
+    refit_lr: float = 5e-4
     test_eval: bool = True  # evaluate the best epoch on the test item
     # run
     device: str = "auto"  # auto | cpu | cuda
@@ -107,7 +112,7 @@ class TrainConfig:
     def hyperparameters(self) -> dict[str, Any]:
         """The training settings recorded in config.json (the architecture is recorded as ModelConfig)."""
         names = ("batch_size", "lr", "weight_decay", "epochs", "max_minutes", "patience", "lr_patience",
-                 "all_windows", "window_context", "use_categories", "select_protocol")
+                 "all_windows", "window_context", "use_categories", "select_protocol", "refit_epochs", "refit_lr")
         return {name: getattr(self, name) for name in names}
 
 
@@ -125,6 +130,7 @@ class TrainSummary:
     seed: int
     hyperparameters: dict
     data: dict
+    refit: list[dict]  # one row per epoch after selection (cfg.refit_epochs)
     test: dict | None = None  # {protocol: metrics} of the best epoch; None without cfg.test_eval
 
     def to_dict(self) -> dict:
@@ -354,6 +360,23 @@ def fit(cfg: TrainConfig, model: SessionTransformer, windows: Windows, val: Eval
     return best, history, stop
 
 
+def refit(cfg: TrainConfig, model: SessionTransformer, windows: Windows, device: torch.device, log: Log) -> list[dict]:
+    """``cfg.refit_epochs`` more epochs for the selected model on every target but the test items,
+    the validation items included, at ``cfg.refit_lr``: it learns each user's most recent
+    interaction, as a model trained for serving does. Nothing is validated after this (the
+    validation items are now training data), so the count and lr are fixed settings."""
+    opt = make_optimizer(model, replace(cfg, lr=cfg.refit_lr))
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    rows = []
+    for epoch in range(1, cfg.refit_epochs + 1):
+        t_epoch = time.time()
+        batches = make_batches(windows.lengths, cfg.batch_size, gen)
+        loss, _ = train_epoch(model, opt, windows, batches, device, lambda: False, _Bar(None, len(batches)))
+        rows.append({"refit_epoch": epoch, "loss": round(loss, 4), "train_s": round(time.time() - t_epoch, 1)})
+        log(json.dumps(rows[-1]))
+    return rows
+
+
 def _rounded(metrics: dict[str, dict]) -> dict[str, dict]:
     return {p: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for p, r in metrics.items()}
 
@@ -394,10 +417,11 @@ def train_model(cfg: TrainConfig, sessions: list[Session], out: Path | None = No
     if best.state is None:
         raise ValueError("no epoch was trained (epochs must be >= 1)")
     model.load_state_dict(best.state)
+    refit_rows = refit(cfg, model, Windows.build(split.refit, cfg), device, log) if cfg.refit_epochs > 0 else []
     summary = TrainSummary(epochs_run=len(history), best_epoch=best.epoch, stop=stop,
                            train_seconds=round(time.time() - t_start, 1), device=str(device), val=best.row,
                            history=history, seed=cfg.seed, hyperparameters=cfg.hyperparameters(),
-                           data=describe(sessions) | (meta or {}))
+                           data=describe(sessions) | (meta or {}), refit=refit_rows)
     if cfg.test_eval:
         summary.test = _rounded(evaluate_scorer(model_scorer(model, device), split.test, vocab.n_items, seed=cfg.seed))
     model.to("cpu").eval()
@@ -449,6 +473,9 @@ def main(
     val_users: int = typer.Option(DEFAULT.val_users, help="validation users per epoch (seeded subset)"),
     select_protocol: str = typer.Option(DEFAULT.select_protocol,
                                         help="full | sampled100: validation NDCG@10 that picks the epoch"),
+    refit_epochs: int = typer.Option(DEFAULT.refit_epochs, help="epochs after selection on every target but the "
+                                                                "test items (validation items too)"),
+    refit_lr: float = typer.Option(DEFAULT.refit_lr, help="learning rate of those epochs"),
     threads: int = typer.Option(DEFAULT.threads, help="torch CPU threads (0: torch default)"),
 ) -> None:
     cfg = TrainConfig.from_dict(ctx.params)

@@ -61,6 +61,7 @@ def test_leave_last_out_split_and_windows():
     assert sp.test.targets == [5] and sp.test.items[0].tolist() == [1, 2, 3, 4]
     assert sp.test.rated[0].tolist() == [1, 2, 3, 4, 5]
     assert sp.train_counts.tolist() == [0, 1, 1, 1, 0, 0, 0, 1, 1, 0]
+    assert [u.items.tolist() for u in sp.refit] == [[1, 2, 3, 4], [7, 8]]  # the validation target too, never 5
     inp, typ, tgt = training_windows(sp.train, max_len=4)
     assert inp.tolist() == [[0, 0, 1, 2], [0, 0, 0, 7]]
     assert tgt.tolist() == [[0, 0, 2, 3], [0, 0, 0, 8]]

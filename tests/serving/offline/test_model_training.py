@@ -2,6 +2,7 @@
 import json
 import sys
 import types
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -151,3 +152,28 @@ def test_the_selection_score_is_validation_ndcg_under_the_chosen_protocol():
     assert scores["full"] != scores["sampled100"]
     with pytest.raises(ValueError, match="select_protocol"):
         TrainConfig(select_protocol="served")
+
+
+def test_the_selected_epoch_is_refit_on_the_validation_targets_too(monkeypatch):
+    """The refit epochs train on Split.refit (validation targets in, test targets out) and are
+    recorded; with refit_epochs 0 the saved weights are the best epoch's."""
+    from serving.offline.data import generate_synthetic
+
+    sessions = generate_synthetic(200, n_items=100, n_categories=5, mean_len=6, seed=3)
+    built = []
+    build = train_module.Windows.build.__func__
+
+    def spy(cls, train, cfg):
+        built.append(sum(len(u.items) for u in train))
+        return build(cls, train, cfg)
+
+    monkeypatch.setattr(train_module.Windows, "build", classmethod(spy))
+    base = TrainConfig(d_model=16, n_layers=1, n_heads=1, epochs=2, device="cpu", seed=0, test_eval=False)
+    refit = train_model(replace(base, refit_epochs=2), sessions, log=lambda *_: None)
+    plain = train_model(replace(base, refit_epochs=0), sessions, log=lambda *_: None)
+    evaluated = sum(1 for s in sessions if len(s.interactions) >= 3)
+    assert built[1] == built[0] + evaluated and len(built) == 3  # the refit part: one more item per evaluated user
+    assert [r["refit_epoch"] for r in refit.summary.refit] == [1, 2] and plain.summary.refit == []
+    changed = [not torch.equal(a, b) for a, b in zip(refit.model.state_dict().values(),
+                                                     plain.model.state_dict().values())]
+    assert any(changed)
