@@ -231,7 +231,7 @@ def test_the_serving_model_is_scored_in_the_candidate_item_space(serving_dir, st
 
 # ----------------------------------------------------------------------------- the gate
 def test_a_candidate_made_worse_on_purpose_is_refused_and_nothing_is_exported(settings, stream_lines):
-    untrained = TrainConfig(**TINY, epochs=1, lr=1e-6)  # from scratch, one step-size-free epoch
+    untrained = TrainConfig(**TINY, epochs=1, lr=1e-6, refit_epochs=0)  # from scratch, one step-size-free epoch
     decision = retrain(messages(stream_lines), settings, RetrainOptions(mode="scratch"), untrained, "test", quiet)
     assert decision["decision"] == "refused", decision["reason"]
     assert decision["candidate"]["served"]["ndcg@10"] < decision["serving"]["served"]["ndcg@10"] - 0.05
