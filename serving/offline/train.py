@@ -82,7 +82,7 @@ class TrainConfig:
     # after selection: epochs on every target but the test items (the validation items too), at refit_lr
     refit_epochs: int = 5
     refit_lr: float = 5e-4
-    test_eval: bool = True  # evaluate the best epoch on the test item
+    test_eval: bool = True  # evaluate the saved model on the test item
     # run
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
@@ -131,7 +131,7 @@ class TrainSummary:
     hyperparameters: dict
     data: dict
     refit: list[dict]  # one row per epoch after selection (cfg.refit_epochs)
-    test: dict | None = None  # {protocol: metrics} of the best epoch; None without cfg.test_eval
+    test: dict | None = None  # {protocol: metrics} of the saved model (best epoch, refit); None without test_eval
 
     def to_dict(self) -> dict:
         out = asdict(self)
