@@ -4,12 +4,13 @@ A model recommends the items of the catalogue it was trained on (serving.model.a
 trained_catalogue, sent with every Triton answer). When that is the site's own (RECO_CATALOGUE),
 its candidates are the site's items. When it is not (a model of another shop, or the demo's
 synthetic model behind a DIGINETICA replay), its candidates may not exist here: only items this
-worker has seen in an event may then be shown, and the popular-items fill comes from those anyway.
+worker has counted from an event (stream/popularity.py, where the popular-items fill comes from
+too) may then be shown.
 """
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from typing import Container
 
 from stream import metrics
 
@@ -17,15 +18,12 @@ log = logging.getLogger(__name__)
 
 
 class LiveCatalogue:
-    def __init__(self, site: str):
+    def __init__(self, site: str, seen: Container[str]):
         self.site = site
-        self.seen: set[str] = set()  # every item id an event named: bounded by the site's catalogue
+        self.seen = seen  # the items events have named (Popularity.counts)
         self.mismatch: str | None = None  # the served model's catalogue while it is not the site's
 
-    def observe(self, item_ids: Iterable[str]) -> None:
-        self.seen.update(item_ids)
-
-    def allowed(self, model_catalogue: str) -> set[str] | None:
+    def allowed(self, model_catalogue: str) -> Container[str] | None:
         """The items a model trained on ``model_catalogue`` may recommend here: None for all of its
         own (it is the site's catalogue), else the items seen in the stream."""
         mismatch = None if model_catalogue == self.site else model_catalogue

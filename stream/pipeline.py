@@ -110,7 +110,7 @@ class Pipeline:
         self.ranker = ranker
         self.popularity = popularity or Popularity()
         self.exposure = exposure or Exposure(self.popularity)
-        self.catalogue = LiveCatalogue(settings.catalogue)
+        self.catalogue = LiveCatalogue(settings.catalogue, self.popularity.counts)
         self.pseudonym_key = settings.pseudonym_key.get_secret_value().encode()
 
     async def process(self, messages: list[RawMessage]) -> BatchResult:
@@ -127,7 +127,6 @@ class Pipeline:
             events, sources, dead = self.validate(messages)
             published = [e.user_id for e in events] if self.settings.publish_user_id else None
             events = [self.pseudonymize(e) for e in events]
-            self.catalogue.observe(e.item_id for e in events)
         if not events:
             return Folded(events, dead, [], [], [], [])
         with timed("read_state"):
