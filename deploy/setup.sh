@@ -3,8 +3,9 @@
 # stamp under .stack/stamps/ keyed on its inputs, so a second run is a fast no-op.
 #
 #   1. apt: redis-server, prometheus at pinned Debian 12 versions (+ Java 17 and Maven when missing)
-#   2. .venv: `pip install -r requirements.lock` + `pip install --no-deps -e .`
-#      (redone when pyproject.toml or requirements.lock changes; `make lock` refreshes the lock)
+#   2. .venv: uv (pinned and hashed in the lock), then requirements.lock with --no-deps
+#      --require-hashes, then `-e .` (redone when pyproject.toml or requirements.lock changes;
+#      `make lock` refreshes the lock). Every other Python install reads a hashed file in deploy/locks/.
 #   3. Kafka jars from deploy/kafka/pom.xml into .stack/kafka/libs   (redone when the pom changes)
 #   4. Triton: the tritonserver binary from the nvidia-pytriton wheel into .stack/triton
 #   5. .stack/model-env: the Python env Triton's python backend runs models in (numpy<2 + torch)
@@ -17,8 +18,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 
 PYTHON=${PYTHON:-python3.11}
-PYTRITON_VERSION=0.7.0    # ships tritonserver 2.51 with the python backend and per-Python stubs
-MODEL_NUMPY=1.26.4        # see step 5
+# Both pinned with hashes in deploy/locks/ (`make lock`).
+PYTRITON_VERSION=$(locked_version nvidia-pytriton deploy/locks/triton.txt)  # tritonserver 2.51, python backend, per-Python stubs
+MODEL_NUMPY=$(locked_version numpy deploy/locks/model-env.txt)              # see step 5
 STACK_DIR=${RECO_STACK_DIR:-$ROOT/.stack}
 STAMPS=$STACK_DIR/stamps
 mkdir -p "$STAMPS"
@@ -93,13 +95,17 @@ if [[ ! -x $VENV/bin/python ]]; then
     log "venv: creating $VENV with $PYTHON"
     "$PYTHON" -m venv "$VENV"
 fi
-# Exact versions (and hashes) from requirements.lock, written by `make lock`; the project itself
-# goes in editable without dependencies, and `pip check` catches a lock that misses one of them.
+# Exactly the locked set, whatever the index holds today: the installer is uv at the version and
+# hashes pinned in requirements.lock (bootstrapped by the venv's own pip, hash-checked, no deps), and
+# the lock is installed with --no-deps --require-hashes, so no resolver ever looks at a newer upstream
+# release (pip 23.2.1 took feast's `uvicorn[standard]` as an unpinned requirement and fetched the
+# newest uvicorn). `pip check` then catches a lock that misses a dependency.
 key=$(hash_of pyproject.toml requirements.lock)
 if ! stamp_ok venv "$key"; then
-    log "venv: pip install -r requirements.lock, then -e . (no deps)"
-    "$PY" -m pip install -q -r requirements.lock
-    "$PY" -m pip install -q --no-deps -e .
+    log "venv: uv from requirements.lock (hashed), then the lock with --no-deps --require-hashes, then -e ."
+    "$PY" -m pip install -q --no-deps --require-hashes -r <(locked uv requirements.lock)
+    "$UV" pip install -q --python "$PY" --no-deps --require-hashes -r requirements.lock
+    "$UV" pip install -q --python "$PY" --no-deps -e .
     "$PY" -m pip check >&2 || die "venv: requirements.lock does not satisfy pyproject.toml; run 'make lock'"
     stamp_set venv "$key"
 fi
@@ -129,7 +135,7 @@ key="pytriton-$PYTRITON_VERSION-py$pyver"
 if ! stamp_ok triton "$key" || [[ ! -x $TS/bin/tritonserver ]]; then
     log "triton: installing nvidia-pytriton==$PYTRITON_VERSION into $TRITON_DIR"
     rm -rf "$TRITON_DIR"
-    "$PY" -m pip install -q --no-deps --target "$TRITON_DIR" "nvidia-pytriton==$PYTRITON_VERSION"
+    "$UV" pip install -q --python "$PY" --no-deps --require-hashes --target "$TRITON_DIR" -r deploy/locks/triton.txt
     cp "$TS/python_backend_stubs/$pyver/triton_python_backend_stub" "$TS/backends/python/"
     stamp_set triton "$key"
 fi
@@ -150,7 +156,7 @@ if ! stamp_ok model-env "$key" || [[ ! -x $MODEL_ENV/bin/python ]]; then
     base_python=$("$PY" -c 'import sys, os; print(os.path.join(sys.base_prefix, "bin", "python3"))')
     rm -rf "$MODEL_ENV"
     "$base_python" -m venv --without-pip "$MODEL_ENV"
-    "$PY" -m pip --python "$MODEL_ENV/bin/python" install -q "numpy==$MODEL_NUMPY"
+    "$UV" pip install -q --python "$MODEL_ENV/bin/python" --no-deps --require-hashes -r deploy/locks/model-env.txt
     fresh_model_env=1
 fi
 # The .pth that completes the model env (rewritten when its content changes; no reinstall needed).
@@ -222,7 +228,5 @@ if ! openssl x509 -checkend $((30 * 86400)) -noout -in "$TLS/server.pem" >/dev/n
         chmod 644 ca.pem
     )
 fi
-
-bash deploy/setup_k8s_tools.sh  # helm, kubeconform and schemas for tests/deploy/test_cluster_manifests.py
 
 log "setup: done in $((SECONDS - t0))s"

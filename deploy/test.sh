@@ -8,6 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
 export RECO_ONLINE_STORE=redis
 load_settings
+bash deploy/setup_k8s_tools.sh  # helm, kubeconform and schemas: only tests/deploy/test_cluster_manifests.py uses them
 # Lint gate first (ruff + mypy, `make lint`): a finding fails `make test` before any service starts.
 make --no-print-directory lint
 
