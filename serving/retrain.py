@@ -45,7 +45,7 @@ import json
 import tempfile
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal
@@ -56,7 +56,7 @@ import typer
 
 from contract.messages import Event, InvalidEvent, parse_event
 from contract.settings import Settings, get_settings
-from serving.model.artifacts import Vocab, load_model_dir
+from serving.model.artifacts import Vocab, expanded, load_model_dir
 from serving.model.transformer import SessionTransformer
 from serving.offline.data import Interaction, Session
 from serving.offline.evaluate import Scored, Scorer, model_scorer, score_eval_set, summarize_scored
@@ -175,36 +175,6 @@ def split_by_time(sessions: list[Session], holdout_fraction: float) -> tuple[lis
     return by_end[:len(by_end) - n_holdout], by_end[len(by_end) - n_holdout:]
 
 
-# ----------------------------------------------------------------------------- warm start
-def rows_by_id(old: torch.Tensor, fresh: torch.Tensor, old_index: list[int]) -> torch.Tensor:
-    """``fresh`` [1 + n, ...] with row 1 + k replaced by ``old`` row ``old_index[k]`` where that is
-    not 0 (0: the id is new, its fresh row stays)."""
-    out = fresh.detach().clone()
-    index = torch.tensor(old_index, dtype=torch.long)
-    known = index > 0
-    out[1:][known] = old[index[known]]
-    return out
-
-
-def expand_model(model: SessionTransformer, vocab: Vocab, catalogue: Vocab) -> SessionTransformer:
-    """``model`` (indexed by ``vocab``) re-indexed by ``catalogue``: the same configuration and
-    weights, every item- and category-indexed row copied by id, rows of new ids initialised as
-    SessionTransformer initialises them (global torch seed)."""
-    cfg = replace(model.cfg, n_items=catalogue.n_items,
-                  n_categories=catalogue.n_categories if model.cfg.n_categories else 0)
-    grown = SessionTransformer(cfg)
-    state = model.state_dict()
-    state["item_emb.weight"] = rows_by_id(state["item_emb.weight"], grown.item_emb.weight,
-                                          [vocab.encode_item(item) for item in catalogue.items])
-    state["item_category"] = grown.item_category
-    if grown.cat_emb is not None:
-        state["cat_emb.weight"] = rows_by_id(state["cat_emb.weight"], grown.cat_emb.weight,
-                                             [vocab.encode_category(c) for c in catalogue.categories])
-        state["item_category"] = catalogue.category_of_index()
-    grown.load_state_dict(state)
-    return grown
-
-
 # ----------------------------------------------------------------------------- evaluation
 def in_item_space(model: SessionTransformer, own: Vocab, space: Vocab) -> Scorer:
     """A scorer over ``space``'s item indices for a model indexed by ``own``: items it does not
@@ -305,7 +275,7 @@ def train_candidate(sessions: list[Session], serving: Served | None, mode: str, 
     torch.manual_seed(cfg.seed)  # the new items' rows
     catalogue = vocab.extended(sessions)
     return train_model(cfg, sessions, out, log=log, meta=meta,
-                       start=(expand_model(model, vocab, catalogue), catalogue))
+                       start=(expanded(model, vocab, catalogue), catalogue))
 
 
 def compare(candidate: TrainResult, serving: Served | None, sessions: list[Session], seed: int) -> dict[str, Any]:

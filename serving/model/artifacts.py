@@ -124,6 +124,14 @@ def _catalogue(sessions: Iterable[Session]) -> tuple[set[str], dict[str, str]]:
     return items, item_category
 
 
+def expanded(model: SessionTransformer, vocab: Vocab, catalogue: Vocab) -> SessionTransformer:
+    """``model`` (indexed by ``vocab``) re-indexed by ``catalogue`` (``vocab.extended(...)``), by id:
+    ``SessionTransformer.expand`` with each catalogue id's row in ``vocab`` (0 = new)."""
+    return model.expand([vocab.encode_item(item) for item in catalogue.items],
+                        [vocab.encode_category(c) for c in catalogue.categories],
+                        catalogue.category_of_index())
+
+
 def save_model_dir(out_dir: str | Path, model: SessionTransformer, vocab: Vocab, training: dict | None = None) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,8 @@ from functools import cached_property
 import torch
 import torch.nn.functional as F
 
+from serving.model.transformer import SessionTransformer
+
 # Variant sequences scored per forward pass: bounds memory at chunk x catalogue logits.
 OCCLUSION_CHUNK = 128
 # "prefix": elements of the per-chunk attention scores (rows x heads x queries x keys).
@@ -157,49 +159,9 @@ def _run_representative(items, types, rows, positions, first: int) -> torch.Tens
 
 # ----------------------------------------------------------------------------- prefix reuse
 def supports_prefix(model, items: torch.Tensor) -> bool:
-    """Whether ``"prefix"`` can score this batch exactly: a SessionTransformer-like model in eval
-    mode, and no row longer than ``max_len`` (the batch is trimmed to its used width first)."""
-    needed = ("item_emb", "pos_emb", "type_emb", "blocks", "final_ln", "cfg")
-    return (all(hasattr(model, name) for name in needed) and not model.training
-            and items.shape[1] <= model.cfg.max_len)
-
-
-def _embed(model, items: torch.Tensor, types: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """Input vectors of real interactions (as SessionTransformer.forward, eval mode)."""
-    x = model.item_emb(items) * math.sqrt(model.cfg.d_model) + model.pos_emb(positions) + model.type_emb(types)
-    if getattr(model, "cat_emb", None) is not None:
-        x = x + model.cat_emb(model.item_category[items])
-    return x
-
-
-def _split_qkv(block, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-token queries, keys, values [T, H, dh] of a block's attention for inputs x [T, d]."""
-    heads = block.attn.n_heads
-    qkv = block.attn.qkv(block.ln1(x))
-    return qkv.view(x.shape[0], 3, heads, x.shape[1] // heads).unbind(1)
-
-
-def _finish_block(block, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
-    """Residual + projection, then the feed-forward half of a pre-LN block (eval mode)."""
-    x = x + block.attn.proj(attended)
-    return x + block.ffn(block.ln2(x))
-
-
-def _pointer(model, query_hidden: torch.Tensor, att: torch.Tensor, key_mask: torch.Tensor):
-    """Copy head from raw pointer scores: att [N, K] (q.k / sqrt(d) + recency), key_mask [N, K]
-    -> alpha [N, K], log g [N], log(1 - g) [N] (as SessionTransformer.copy_weights)."""
-    att = att.float().masked_fill(~key_mask, float("-inf"))
-    any_key = key_mask.any(-1, keepdim=True)
-    alpha = torch.where(any_key, att.softmax(-1), 0.0)  # an empty session points nowhere
-    keys = key_mask.float()
-    eps = torch.sigmoid(model.copy_floor)
-    alpha = (1 - eps) * alpha + eps * keys / keys.sum(-1, keepdim=True).clamp_min(1.0)
-    z = model.copy_gate(query_hidden).float().squeeze(-1)
-    return alpha, F.logsigmoid(z), F.logsigmoid(-z)
-
-
-def _recency(model, dist: torch.Tensor) -> torch.Tensor:
-    return model.copy_recency(dist.clamp(0, model.cfg.max_len - 1)).squeeze(-1)
+    """Whether ``"prefix"`` can score this batch exactly: a SessionTransformer in eval mode, and no
+    row longer than ``max_len`` (the batch is trimmed to its used width first)."""
+    return isinstance(model, SessionTransformer) and not model.training and items.shape[1] <= model.cfg.max_len
 
 
 class _BasePass:
@@ -215,19 +177,17 @@ class _BasePass:
         self.positions = valid.long().cumsum(1) * valid
         self.copy_head = bool(getattr(cfg, "copy_head", False))
         bi, ci = valid.nonzero(as_tuple=True)  # real positions only: padding never reaches a real one
-        x = _embed(model, items[bi, ci], types[bi, ci], self.positions[bi, ci])
-        causal = torch.ones(width, width, dtype=torch.bool, device=items.device).tril()
-        eye = torch.eye(width, dtype=torch.bool, device=items.device)
-        allowed = (causal & valid[:, None, :] | eye).unsqueeze(1)  # [B, 1, L, L]
+        x = model.embed(items[bi, ci], types[bi, ci], self.positions[bi, ci])  # [T, d]
+        allowed = model.attention_mask(valid).unsqueeze(1)  # [B, 1, L, L]
         allowed = torch.zeros(allowed.shape, dtype=x.dtype, device=items.device).masked_fill_(~allowed, float("-inf"))
         self.keys, self.values = [], []
         for block in model.blocks:
-            qkv = torch.stack(_split_qkv(block, x), 1)  # [T, 3, H, dh]
+            qkv = torch.stack(block.qkv(x), 1)  # [T, 3, H, dh]
             padded = x.new_zeros(batch, width, *qkv.shape[1:])
             padded[bi, ci] = qkv
             qp, kp, vp = padded.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, L, dh] each
             y = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=allowed)
-            x = _finish_block(block, x, y.transpose(1, 2)[bi, ci].reshape(-1, d))
+            x = block.finish(x, y.transpose(1, 2)[bi, ci].reshape(-1, d))
             self.keys.append(kp)
             self.values.append(vp)
         hidden = model.final_ln(x)
@@ -249,20 +209,8 @@ class _BasePass:
     def scores(self) -> torch.Tensor:
         """``model.score_last`` of the batch [B, n_items + 1] from the cached states."""
         model, items, valid = self.model, self.items, self.valid
-        width = items.shape[1]
         last = self._or_empty(valid[:, -1:], self.hidden[:, -1])  # [B, d]
-        logits = model.logits(last)
-        if not self.copy_head:
-            return logits
-        dist = width - 1 - torch.arange(width, device=items.device)
-        att = torch.einsum("bd,bld->bl", model.copy_q(last), self.copy_keys) / math.sqrt(model.cfg.d_model)
-        alpha, log_g, log_1mg = _pointer(model, last, att + _recency(model, dist), valid)
-        out = F.pad(log_1mg[:, None] + logits[:, 1:].log_softmax(-1), (1, 0), value=float("-inf"))
-        # Pointer mass is 0 off the session's items (where log-adding -inf changes nothing): mix
-        # only at the session's items. Padding (column 0) gets no mass and stays -inf.
-        mass = torch.zeros_like(logits).scatter_add_(1, items, alpha).gather(1, items)  # [B, L]
-        log_copy = torch.where(mass > 0, mass.clamp_min(1e-38).log(), float("-inf"))
-        return out.scatter_(1, items, torch.logaddexp(out.gather(1, items), log_g[:, None] + log_copy))
+        return model.score_state(last, items, self.copy_keys if self.copy_head else None)
 
     def variant_scores(self, first: int, candidates: torch.Tensor) -> torch.Tensor:
         """Scores [V, C] of each row's ``candidates`` [B, C] with one real position p >= ``first``
@@ -323,7 +271,7 @@ class _BasePass:
         ts = slot_of[tk, tj]
         columns = first + tj
         # Positions after the deleted one move down by one.
-        x = _embed(model, items[tb, columns], types[tb, columns], positions[tb, columns] - 1)
+        x = model.embed(items[tb, columns], types[tb, columns], positions[tb, columns] - 1)
 
         # Keys of slot (k, j): the row's cached keys before the deleted column, and the recomputed
         # keys (k, j') of its own variant, j' <= j. Slots of variants that do not exist see their
@@ -340,7 +288,7 @@ class _BasePass:
         for layer, block in enumerate(model.blocks):
             if tb.numel() == 0:
                 break
-            q, k, v = _split_qkv(block, x)
+            q, k, v = block.qkv(x)
             heads, dh = q.shape[1], q.shape[2]
             query = q.new_zeros(batch, n_slots, heads, dh)
             query[tb, ts] = q
@@ -360,12 +308,12 @@ class _BasePass:
                 y = F.scaled_dot_product_attention(query[:, :, last_slots], keys, values,
                                                    attn_mask=allowed[:, :, last_slots])
                 attended = y.transpose(1, 2)[tb[last_token], tk[last_token]].reshape(-1, d)
-                x = _finish_block(block, x[last_token], attended)
+                x = block.finish(x[last_token], attended)
                 tb, tk, tj = tb[last_token], tk[last_token], tj[last_token]
                 last_token = torch.ones_like(tb, dtype=torch.bool)
             else:
                 y = F.scaled_dot_product_attention(query, keys, values, attn_mask=allowed)
-                x = _finish_block(block, x, y.transpose(1, 2)[tb, ts].reshape(-1, d))
+                x = block.finish(x, y.transpose(1, 2)[tb, ts].reshape(-1, d))
         final = model.final_ln(x) if tb.numel() else x
 
         # The variant's most recent state: recomputed at the last column, or, when the last
@@ -401,15 +349,13 @@ class _BasePass:
             region_ck[tb, tk, tj] = model.copy_k(final)
         query = model.copy_q(last)  # [b, P, d]
         att = torch.cat([torch.einsum("bkd,bsd->bks", query, copy_keys[:, :first]),
-                         torch.einsum("bkd,bksd->bks", query, region_ck)], -1) / math.sqrt(d)
+                         torch.einsum("bkd,bksd->bks", query, region_ck)], -1) / math.sqrt(d)  # [b, P, width]
         col = torch.arange(width, device=device)
         deleted = first + k_idx
         dist = width - 1 - col[None, :] - (col[None, :] < deleted[:, None]).long()  # [P, width]
-        att = att + _recency(model, dist)
         key_mask = valid[:, None, :] & (col[None, None, :] != deleted[None, :, None])  # [b, P, width]
-        alpha, log_g, log_1mg = _pointer(model, flat, att.reshape(-1, width), key_mask.reshape(-1, width))
+        alpha, log_g, log_1mg = model.pointer(last, att, dist, key_mask)
         match = (items[:, :, None] == candidates[:, None, :]).float()  # [b, width, C]
-        copy = torch.einsum("bkw,bwc->bkc", alpha.view(batch, n_deleted, width), match).reshape(-1, n_cand)
-        log_copy = torch.where(copy > 0, copy.clamp_min(1e-38).log(), float("-inf"))
-        scores = torch.logaddexp(log_1mg[:, None] + gen, log_g[:, None] + log_copy)
+        copy = torch.einsum("bkw,bwc->bkc", alpha, match)  # [b, P, C]
+        scores = model.mix(gen.view(batch, n_deleted, n_cand), copy, log_g, log_1mg)
         return scores.view(batch, n_deleted, n_cand)

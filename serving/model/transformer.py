@@ -33,7 +33,8 @@ session at serving time, and trimming left padding never changes the output.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields, replace
 
 import torch
 import torch.nn.functional as F
@@ -71,40 +72,65 @@ class ModelConfig:
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, d: int, n_heads: int, dropout: float):
+    """Multi-head self-attention; the mask comes from the caller (SessionTransformer.attention_mask)."""
+
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
-        assert d % n_heads == 0, "d_model must be divisible by n_heads"
-        self.n_heads = n_heads
-        self.qkv = nn.Linear(d, 3 * d)
-        self.proj = nn.Linear(d, d)
-        self.dropout = dropout
+        assert cfg.d_model % cfg.n_heads == 0, "d_model must be divisible by n_heads"
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+
+    def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Inputs x [..., d] -> queries, keys, values [..., H, d / H]."""
+        return self.qkv(x).unflatten(-1, (3, self.n_heads, -1)).unbind(-3)
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        b, L, d = x.shape
-        q, k, v = self.qkv(x).view(b, L, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        """x [B, L, d], allowed [B, 1, L, L] (True: may attend) -> [B, L, d] before the projection."""
+        q, k, v = (t.transpose(1, 2) for t in self.split(x))  # [B, H, L, dh]
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
                                            dropout_p=self.dropout if self.training else 0.0)
-        return self.proj(y.transpose(1, 2).reshape(b, L, d))
+        return y.transpose(1, 2).flatten(2)  # [B, L, d]
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm Transformer block: x + Attn(LN(x)), then x + FFN(LN(x))."""
+    """Pre-LayerNorm Transformer block: x + Attn(LN(x)), then x + FFN(LN(x)).
 
-    def __init__(self, d: int, n_heads: int, dropout: float, ffn_mult: int):
+    ``qkv`` and ``finish`` are the two halves around the attention itself, so a caller that attends
+    differently (serving.model.attribution reuses cached keys) runs the same block."""
+
+    def __init__(self, cfg: ModelConfig):
         super().__init__()
+        d = cfg.d_model
         self.ln1 = nn.LayerNorm(d)
-        self.attn = CausalSelfAttention(d, n_heads, dropout)
+        self.attn = CausalSelfAttention(cfg)
         self.ln2 = nn.LayerNorm(d)
-        self.ffn = nn.Sequential(nn.Linear(d, ffn_mult * d), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_mult * d, d))
-        self.drop = nn.Dropout(dropout)
+        self.ffn = nn.Sequential(nn.Linear(d, cfg.ffn_mult * d), nn.GELU(), nn.Dropout(cfg.dropout),
+                                 nn.Linear(cfg.ffn_mult * d, d))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Block inputs x [..., d] -> this block's queries, keys, values [..., H, d / H]."""
+        return self.attn.split(self.ln1(x))
+
+    def finish(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """Block inputs x [..., d] and their attention outputs [..., d] (heads concatenated) -> block outputs."""
+        x = x + self.drop(self.attn.proj(attended))
+        return x + self.drop(self.ffn(self.ln2(x)))
 
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln1(x), allowed))
-        return x + self.drop(self.ffn(self.ln2(x)))
+        return self.finish(x, self.attn(self.ln1(x), allowed))
 
 
 class SessionTransformer(nn.Module):
-    item_category: torch.Tensor  # buffer, see __init__
+    """The model (module docstring). Public surface: ``forward`` (hidden states), ``score_last``
+    (serving), ``loss`` (training); the pieces they are made of, for callers that cache and
+    recompute parts of a pass (serving.model.attribution): ``embed``, ``attention_mask``,
+    ``Block.qkv``/``Block.finish``, ``logits``, ``pointer``, ``mix``, ``score_state``; and ``expand`` (surgery: a
+    larger catalogue, known rows kept)."""
+
+    item_category: torch.Tensor  # buffer [n_items + 1], see __init__
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -117,7 +143,7 @@ class SessionTransformer(nn.Module):
         # item index -> category index; lets callers omit `categories` (0 = unknown).
         self.register_buffer("item_category", torch.zeros(cfg.n_items + 1, dtype=torch.long))
         self.emb_drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(d, cfg.n_heads, cfg.dropout, cfg.ffn_mult) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.final_ln = nn.LayerNorm(d)
         if cfg.copy_head:
             self.copy_q = nn.Linear(d, d)
@@ -138,37 +164,39 @@ class SessionTransformer(nn.Module):
                 with torch.no_grad():
                     m.weight[m.padding_idx].zero_()
 
-    def forward(self, items: torch.Tensor, types: torch.Tensor, categories: torch.Tensor | None = None) -> torch.Tensor:
-        """items/types/categories: LEFT-padded [B, L] -> hidden states [B, L, d]."""
-        L = items.shape[1]
-        if L > self.cfg.max_len:  # keep the most recent max_len interactions
-            items, types = items[:, -self.cfg.max_len:], types[:, -self.cfg.max_len:]
-            categories = None if categories is None else categories[:, -self.cfg.max_len:]
-            L = self.cfg.max_len
-        valid = items > 0  # [B, L]
-        positions = valid.long().cumsum(1) * valid  # 1..n over real interactions, 0 on padding
-
+    # ------------------------------------------------------------------------- the pass
+    def embed(self, items: torch.Tensor, types: torch.Tensor, positions: torch.Tensor,
+              categories: torch.Tensor | None = None) -> torch.Tensor:
+        """Input vectors [..., d] of interactions [...] at ``positions`` (1..n, 0 = padding), before
+        dropout; ``categories`` default to each item's own."""
         x = self.item_emb(items) * math.sqrt(self.cfg.d_model) + self.pos_emb(positions) + self.type_emb(types)
         if self.cat_emb is not None:
-            if categories is None:
-                categories = self.item_category[items]
-            x = x + self.cat_emb(categories)
-        x = self.emb_drop(x) * valid.unsqueeze(-1)
-
-        allowed = self._allowed(valid).unsqueeze(1)  # [B, 1, L, L]
-        for block in self.blocks:
-            x = block(x, allowed)
-        return self.final_ln(x)
+            x = x + self.cat_emb(self.item_category[items] if categories is None else categories)
+        return x
 
     @staticmethod
-    def _allowed(valid: torch.Tensor) -> torch.Tensor:
-        """[B, L, L]: query t may attend to key s <= t if s is a real interaction; every query also
-        attends to itself, so a padding query has one key and never produces NaN."""
+    def attention_mask(valid: torch.Tensor) -> torch.Tensor:
+        """valid [B, L] -> [B, L, L]: query t may attend to key s <= t if s is a real interaction;
+        every query also attends to itself, so a padding query has one key and never produces NaN."""
         L = valid.shape[1]
         causal = torch.ones(L, L, dtype=torch.bool, device=valid.device).tril()
         eye = torch.eye(L, dtype=torch.bool, device=valid.device)
         return causal & (valid[:, None, :] | eye)
 
+    def forward(self, items: torch.Tensor, types: torch.Tensor, categories: torch.Tensor | None = None) -> torch.Tensor:
+        """items/types/categories: LEFT-padded [B, L] -> hidden states [B, min(L, max_len), d] of the
+        most recent max_len interactions (the one place the window is applied)."""
+        items, types = items[:, -self.cfg.max_len:], types[:, -self.cfg.max_len:]
+        categories = None if categories is None else categories[:, -self.cfg.max_len:]
+        valid = items > 0  # [B, L]
+        positions = valid.long().cumsum(1) * valid  # 1..n over real interactions, 0 on padding
+        x = self.emb_drop(self.embed(items, types, positions, categories)) * valid.unsqueeze(-1)  # [B, L, d]
+        allowed = self.attention_mask(valid).unsqueeze(1)  # [B, 1, L, L]
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.final_ln(x)
+
+    # ------------------------------------------------------------------------- the heads
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Dot-product scores of every catalogue item for hidden states [..., d] -> [..., n_items + 1],
         in float32 even under autocast (bf16 scores would tie and blur the ranking)."""
@@ -177,43 +205,64 @@ class SessionTransformer(nn.Module):
         out[..., 0] = float("-inf")  # padding is never recommended
         return out
 
-    def copy_weights(self, hidden: torch.Tensor, items: torch.Tensor, last_only: bool = False):
-        """Pointer weights alpha [B, Lq, L] over the session's positions (0 on padding and on
-        future positions) and log g, log(1 - g) [B, Lq]; Lq = 1 with ``last_only``."""
-        valid = items > 0
-        allowed = self._allowed(valid)
-        query = hidden
-        if last_only:
-            query, allowed = hidden[:, -1:], allowed[:, -1:]
-        att = self.copy_q(query) @ self.copy_k(hidden).transpose(1, 2) / math.sqrt(self.cfg.d_model)
-        L, Lq = hidden.shape[1], query.shape[1]
-        t = torch.arange(L - Lq, L, device=items.device)[:, None]
-        dist = (t - torch.arange(L, device=items.device)[None, :]).clamp(0, self.cfg.max_len - 1)
-        att = att + self.copy_recency(dist).squeeze(-1)  # learned recency prior
-        alpha = att.float().masked_fill(~allowed, float("-inf")).softmax(-1) * valid[:, None, :]
+    def pointer(self, query: torch.Tensor, att: torch.Tensor, dist: torch.Tensor,
+                key_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The copy head's pointer. query: the states h_t [..., d] it is asked for; att [..., K]:
+        copy_q(h_t) . copy_k(h_s) / sqrt(d) for each key s; dist [..., K]: t - s; key_mask [..., K]:
+        s is a real interaction at or before t -> alpha [..., K] (0 off the mask; an empty session
+        points nowhere), log g [...], log(1 - g) [...]."""
+        att = att + self.copy_recency(dist.clamp(0, self.cfg.max_len - 1)).squeeze(-1)  # learned recency prior
+        any_key = key_mask.any(-1, keepdim=True)
+        # rows without a key take an unmasked (finite) softmax, then * 0: no NaN, not even in gradients
+        alpha = att.float().masked_fill(~(key_mask | ~any_key), float("-inf")).softmax(-1) * key_mask
         # a learned share of the pointer mass spread uniformly over the session's items so far
-        keys = (allowed & valid[:, None, :]).float()
+        keys = key_mask.float()
         eps = torch.sigmoid(self.copy_floor)
         alpha = (1 - eps) * alpha + eps * keys / keys.sum(-1, keepdim=True).clamp_min(1.0)
         z = self.copy_gate(query).float().squeeze(-1)
         return alpha, F.logsigmoid(z), F.logsigmoid(-z)
 
-    def score_last(self, items: torch.Tensor, types: torch.Tensor,
-                   categories: torch.Tensor | None = None) -> torch.Tensor:
-        """Next-item scores after the most recent interaction: [B, n_items + 1], column 0 = -inf.
-        log-probabilities with the copy head, dot products without."""
-        if items.shape[1] > self.cfg.max_len:
-            items, types = items[:, -self.cfg.max_len:], types[:, -self.cfg.max_len:]
-            categories = None if categories is None else categories[:, -self.cfg.max_len:]
-        hidden = self.forward(items, types, categories)
-        logits = self.logits(hidden[:, -1])
+    @staticmethod
+    def mix(log_gen: torch.Tensor, copy: torch.Tensor, log_g: torch.Tensor, log_1mg: torch.Tensor) -> torch.Tensor:
+        """log p = log((1 - g) * p_gen + g * copy) from log p_gen [..., C], the pointer mass copy [..., C]
+        of the same items and log g, log(1 - g) [...]."""
+        log_copy = torch.where(copy > 0, copy.clamp_min(1e-38).log(), float("-inf"))  # NaN-free gradients
+        return torch.logaddexp(log_1mg[..., None] + log_gen, log_g[..., None] + log_copy)
+
+    def copy_weights(self, hidden: torch.Tensor, items: torch.Tensor):
+        """Pointer weights alpha [B, L, L] of every position over the session's positions (0 on
+        padding and on future positions) and log g, log(1 - g) [B, L]."""
+        L = hidden.shape[1]
+        valid = items > 0
+        att = self.copy_q(hidden) @ self.copy_k(hidden).transpose(1, 2) / math.sqrt(self.cfg.d_model)  # [B, L, L]
+        steps = torch.arange(L, device=items.device)
+        dist = steps[:, None] - steps[None, :]  # [L, L]: t - s
+        return self.pointer(hidden, att, dist, self.attention_mask(valid) & valid[:, None, :])
+
+    def score_state(self, last: torch.Tensor, items: torch.Tensor,
+                    copy_keys: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-item scores [B, n_items + 1] (column 0 = -inf) from the most recent final state
+        last [B, d] of sessions items [B, L]; copy_keys [B, L, d]: copy_k of the sessions' final
+        states, needed with the copy head. log-probabilities with the copy head, dot products without."""
+        logits = self.logits(last)  # [B, n_items + 1]
         if not self.cfg.copy_head:
             return logits
-        alpha, log_g, log_1mg = self.copy_weights(hidden, items, last_only=True)
-        copy = torch.zeros_like(logits).scatter_add_(1, items, alpha[:, 0])[:, 1:]  # column 0 = padding
-        log_copy = torch.where(copy > 0, copy.clamp_min(1e-38).log(), float("-inf"))  # NaN-free gradients
-        out = torch.logaddexp(log_1mg[:, :1] + logits[:, 1:].log_softmax(-1), log_g[:, :1] + log_copy)
-        return F.pad(out, (1, 0), value=float("-inf"))
+        assert copy_keys is not None, "the copy head needs the sessions' copy keys"
+        L = items.shape[1]
+        att = torch.einsum("bd,bld->bl", self.copy_q(last), copy_keys) / math.sqrt(self.cfg.d_model)  # [B, L]
+        dist = L - 1 - torch.arange(L, device=items.device)  # [L]
+        alpha, log_g, log_1mg = self.pointer(last, att, dist, items > 0)
+        copy = torch.zeros_like(logits).scatter_add_(1, items, alpha)[:, 1:]  # [B, n_items]: mass per item
+        out = self.mix(logits[:, 1:].log_softmax(-1), copy, log_g, log_1mg)
+        return F.pad(out, (1, 0), value=float("-inf"))  # column 0 = padding (outside the mix: no NaN gradient)
+
+    def score_last(self, items: torch.Tensor, types: torch.Tensor,
+                   categories: torch.Tensor | None = None) -> torch.Tensor:
+        """Next-item scores after the most recent interaction of LEFT-padded sessions [B, L]:
+        [B, n_items + 1] (``score_state``)."""
+        hidden = self.forward(items, types, categories)  # [B, L', d], L' = min(L, max_len)
+        copy_keys = self.copy_k(hidden) if self.cfg.copy_head else None
+        return self.score_state(hidden[:, -1], items[:, -hidden.shape[1]:], copy_keys)
 
     def loss(self, items: torch.Tensor, types: torch.Tensor, targets: torch.Tensor,
              categories: torch.Tensor | None = None) -> torch.Tensor:
@@ -230,3 +279,35 @@ class SessionTransformer(nn.Module):
         copy = (alpha * (items[:, None, :] == targets[:, :, None])).sum(-1)[keep]
         log_p = torch.logaddexp(log_1mg[keep] + log_gen, log_g[keep] + copy.clamp_min(1e-12).log())
         return -log_p.mean()
+
+    # ------------------------------------------------------------------------- surgery
+    @torch.no_grad()
+    def expand(self, item_rows: Sequence[int], category_rows: Sequence[int] = (),
+               item_category: torch.Tensor | None = None) -> "SessionTransformer":
+        """A copy indexed by a larger catalogue: ``item_rows[k]`` is this model's index of the new
+        item k + 1 (0: a new item), ``category_rows`` likewise for categories, ``item_category``
+        [len(item_rows) + 1] the new category of each item (default: unknown). Same configuration
+        otherwise and the same weights, every known row copied; new rows initialised as
+        ``__init__`` initialises them (global torch seed)."""
+        cfg = replace(self.cfg, n_items=len(item_rows),
+                      n_categories=len(category_rows) if self.cfg.n_categories else 0)
+        grown = SessionTransformer(cfg)
+        state = self.state_dict()
+        state["item_emb.weight"] = _rows(state["item_emb.weight"], grown.item_emb.weight, item_rows)
+        state["item_category"] = grown.item_category
+        if grown.cat_emb is not None:
+            state["cat_emb.weight"] = _rows(state["cat_emb.weight"], grown.cat_emb.weight, category_rows)
+            if item_category is not None:
+                state["item_category"] = item_category
+        grown.load_state_dict(state)
+        return grown.to(self.item_emb.weight.device).train(self.training)
+
+
+def _rows(old: torch.Tensor, fresh: torch.Tensor, old_index: Sequence[int]) -> torch.Tensor:
+    """``fresh`` [1 + n, ...] with row 1 + k replaced by ``old`` row ``old_index[k]`` where that is
+    not 0 (0: the id is new, its fresh row stays)."""
+    out = fresh.detach().clone()
+    index = torch.tensor(list(old_index), dtype=torch.long)
+    known = index > 0
+    out[1:][known] = old[index[known].to(old.device)].to(out.device)
+    return out

@@ -13,7 +13,7 @@ from kafka import TopicPartition
 from typer.testing import CliRunner
 
 from contract.settings import Settings, get_settings
-from serving.model.artifacts import load_model_dir
+from serving.model.artifacts import expanded, load_model_dir
 from serving.offline.data import generate_synthetic
 from serving.offline.train import TrainConfig, train_model
 from serving.online.export import export_model, retire_newest, retired_dir, served_catalogue, versions
@@ -21,7 +21,6 @@ from serving.retrain import (
     RetrainOptions,
     build_sessions,
     cli,
-    expand_model,
     in_item_space,
     parse_messages,
     parse_since,
@@ -196,7 +195,7 @@ def test_a_warm_start_appends_new_items_and_keeps_every_known_row(serving_dir, s
     assert not set(added) & set(vocab.items)
     assert catalogue.categories[:vocab.n_categories] == vocab.categories
     torch.manual_seed(0)
-    grown = expand_model(model, vocab, catalogue)
+    grown = expanded(model, vocab, catalogue)
     assert grown.cfg == type(model.cfg)(**{**model.cfg.to_dict(), "n_items": catalogue.n_items,
                                            "n_categories": catalogue.n_categories})
     old, new = model.state_dict(), grown.state_dict()

@@ -204,3 +204,46 @@ def test_prefix_reuse_in_small_blocks_and_chunks(monkeypatch):
     ranked = rank_with_attribution(model, items, types, 8, window=0)
     assert torch.equal(ranked.items, reference.items)
     assert torch.allclose(ranked.attr_drop, reference.attr_drop, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- one implementation
+@pytest.mark.parametrize("copy_head", [True, False])
+def test_ranking_scores_are_the_models_full_session_scores(copy_head):
+    """The scores rank_with_attribution returns (from the prefix pass) are model.score_last's."""
+    model = random_model(copy_head, n_categories=5, seed=6)
+    items, types = random_batch(seed=6)
+    with torch.no_grad():
+        reference = model.score_last(items, types)
+    ranked = rank_with_attribution(model, items, types, 8, window=3, method="prefix")
+    assert torch.allclose(ranked.scores, reference.gather(1, ranked.items), atol=1e-4)
+    assert torch.equal(ranked.items[1:], reference[1:].topk(8, dim=1).indices)  # row 0 is an empty session
+
+
+class AlteredModel(SessionTransformer):
+    """The pieces the prefix pass borrows from the model, changed: a prefix pass with its own copy of
+    any of them would disagree with brute force (which runs the model's forward). (The variant pass
+    builds its own causal mask over cached and recomputed keys; the base pass uses attention_mask.)"""
+
+    def embed(self, items, types, positions, categories=None):
+        return super().embed(items, types, positions, categories) * 1.5 + 0.25
+
+    def pointer(self, query, att, dist, key_mask):
+        return super().pointer(query, att * 0.5, dist + 1, key_mask)
+
+    def mix(self, log_gen, copy, log_g, log_1mg):
+        return super().mix(log_gen, copy * 0.5, log_g, log_1mg)
+
+
+@pytest.mark.parametrize("copy_head", [True, False])
+def test_prefix_pass_runs_the_models_own_pieces(copy_head):
+    model = random_model(copy_head, n_categories=5, seed=7)
+    altered = AlteredModel(model.cfg).eval()
+    altered.load_state_dict(model.state_dict())
+    items, types = random_batch(seed=7)
+    with torch.no_grad():
+        assert not torch.allclose(altered.score_last(items, types)[1:, 1:], model.score_last(items, types)[1:, 1:])
+    brute = rank_with_attribution(altered, items, types, 8, method="brute")
+    prefix = rank_with_attribution(altered, items, types, 8, method="prefix")
+    assert torch.equal(prefix.items, brute.items)
+    assert torch.allclose(prefix.scores, brute.scores, atol=1e-4)
+    assert torch.allclose(prefix.attr_drop, brute.attr_drop, atol=1e-4)

@@ -114,3 +114,67 @@ def test_model_dirs_written_before_the_copy_head_still_load(tmp_path):
     (tmp_path / "old" / "config.json").write_text(json.dumps(cfg))
     m2, _ = load_model_dir(tmp_path / "old")
     assert m2.cfg.copy_head is False
+
+
+def test_the_pieces_compose_to_forward():
+    """embed, attention_mask, Block.qkv/finish and final_ln, run by hand, are forward (eval mode)."""
+    m = make(n_categories=4, copy_head=True)
+    with torch.no_grad():
+        m.item_category.copy_(torch.randint(0, 5, (31,)))
+    items = torch.tensor([[0, 0, 0, 4, 9, 9, 2, 5], [1, 2, 3, 4, 5, 6, 7, 8]])
+    types = torch.tensor([[0, 0, 0, 1, 1, 2, 1, 3], [1, 1, 1, 1, 2, 2, 2, 4]])
+    valid = items > 0
+    with torch.no_grad():
+        x = m.embed(items, types, valid.long().cumsum(1) * valid) * valid.unsqueeze(-1)
+        allowed = m.attention_mask(valid).unsqueeze(1)
+        for block in m.blocks:
+            q, k, v = (t.transpose(1, 2) for t in block.qkv(x))
+            y = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+            x = block.finish(x, y.transpose(1, 2).flatten(2))
+        assert torch.allclose(m.final_ln(x), m(items, types), atol=1e-6)
+
+
+def test_rows_longer_than_max_len_are_trimmed_once_to_the_most_recent():
+    m = make(copy_head=True)
+    items = torch.arange(1, 13).unsqueeze(0)  # 12 > max_len 8
+    types = torch.ones_like(items)
+    with torch.no_grad():
+        assert m(items, types).shape == (1, 8, 16)
+        assert torch.equal(m.score_last(items, types), m.score_last(items[:, -8:], types[:, -8:]))
+
+
+@pytest.mark.parametrize("n_categories", [0, 3])
+def test_expand_keeps_every_known_row_and_the_output_on_known_items(n_categories):
+    m = make(n_items=10, n_categories=n_categories, copy_head=True)
+    with torch.no_grad():
+        if n_categories:
+            m.item_category.copy_(torch.tensor([0, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1]))
+    # the new catalogue: every old item at its index, 4 new items appended (one new category)
+    item_rows = list(range(1, 11)) + [0, 0, 0, 0]
+    category_rows = [1, 2, 3, 0][:n_categories + (1 if n_categories else 0)]
+    item_category = torch.cat([m.item_category, torch.tensor([4, 1, 0, 2]) % (n_categories + 1)])
+    torch.manual_seed(1)
+    grown = m.expand(item_rows, category_rows, item_category)
+    assert grown.cfg.n_items == 14 and grown.cfg.n_categories == (4 if n_categories else 0)
+    assert not grown.training
+    old, new = m.state_dict(), grown.state_dict()
+    assert set(old) == set(new)
+    for name in set(old) - {"item_emb.weight", "cat_emb.weight", "item_category"}:
+        assert torch.equal(old[name], new[name]), name
+    assert torch.equal(new["item_emb.weight"][:11], old["item_emb.weight"])
+    assert 0.005 < float(new["item_emb.weight"][11:].std()) < 0.05  # initialised as __init__ does, not zero
+    if n_categories:
+        assert torch.equal(new["cat_emb.weight"][:4], old["cat_emb.weight"])
+        assert torch.equal(new["item_category"], item_category)
+    items, types = torch.tensor([[0, 3, 7, 7, 10]]), torch.tensor([[0, 1, 1, 2, 1]])
+    with torch.no_grad():
+        assert torch.allclose(m(items, types), grown(items, types), atol=1e-6)
+        assert torch.isfinite(grown.score_last(items, types)[:, 1:]).all()
+
+
+def test_expand_moves_known_rows_by_index():
+    m = make(n_items=5)
+    grown = m.expand([5, 0, 1])  # new item 1 was item 5, new item 2 is new, new item 3 was item 1
+    w, g = m.item_emb.weight, grown.item_emb.weight
+    assert torch.equal(g[1], w[5]) and torch.equal(g[3], w[1]) and torch.equal(g[0], w[0])
+    assert not torch.equal(g[2], w[2])
