@@ -15,7 +15,7 @@ setup:            ## idempotent: apt packages, venvs, pip deps (from requirement
 	bash deploy/setup.sh
 
 LINT_TOOLS = .venv/bin/ruff .venv/bin/mypy
-lint:             ## ruff (whole repo) + mypy (contract stream features serving), config in pyproject.toml
+lint:             ## ruff (whole repo) + mypy (contract stream features serving tools), config in pyproject.toml
 	@for t in $(LINT_TOOLS); do [[ -x $$t ]] || { echo "lint: $$t missing, run 'make setup'" >&2; exit 1; }; done
 	.venv/bin/ruff check .
 	.venv/bin/mypy
@@ -55,7 +55,7 @@ TRAIN_ARGS_synthetic = --format synthetic --sessions 20000 --data-seed 0
 TRAIN_ARGS_diginetica = --format diginetica
 REPLAY_ARGS_synthetic = --source synthetic --sessions 200 --data-seed 0
 REPLAY_ARGS_diginetica = --source diginetica
-SERVES_DATA = $(PY) -m serving.online.export $(DATA)
+SERVES_DATA = $(PY) -m serving.online.export serves $(DATA)
 MODEL_DIR_synthetic = $(MODEL_DIR)
 MODEL_DIR_diginetica = $(MODEL_DIR)-diginetica
 # Triton polls model_repo every 5 s: wait until the newest version is the one served.
@@ -66,7 +66,8 @@ WAIT_NEWEST = newest=$$(ls model_repo/session_transformer | grep -E '^[0-9]+$$' 
 train: setup      ## train on DATA (synthetic, seeded; or diginetica) and export a new Triton model version
 	@[[ -n "$(TRAIN_ARGS_$(DATA))" ]] || { echo "DATA must be synthetic or diginetica, not '$(DATA)'" >&2; exit 2; }
 	$(PY) -m serving.offline.train $(TRAIN_ARGS_$(DATA)) --seed 0 --max-minutes 5 \
-		--out $(MODEL_DIR_$(DATA)) --export model_repo
+		--out $(MODEL_DIR_$(DATA))
+	$(PY) -m serving.online.export publish $(MODEL_DIR_$(DATA)) --repo model_repo
 
 demo: setup       ## stack up, train on DATA unless served, replay DATA's events, print recommendations
 	bash deploy/up.sh kafka redis prometheus
@@ -75,8 +76,8 @@ demo: setup       ## stack up, train on DATA unless served, replay DATA's events
 	RECO_CATALOGUE=$(DATA) bash deploy/up.sh triton worker
 	$(WAIT_NEWEST)
 	tag=demo$$(date +%s); \
-	$(PY) -m stream.produce $(REPLAY_ARGS_$(DATA)) --limit $(DEMO_EVENTS) --rate 200 --session-prefix $$tag- && \
-	$(PY) -m stream.tail --from-beginning --session-prefix $$tag- --show 3 --max $(DEMO_EVENTS) --timeout-s 60
+	$(PY) -m tools.produce $(REPLAY_ARGS_$(DATA)) --limit $(DEMO_EVENTS) --rate 200 --session-prefix $$tag- && \
+	$(PY) -m tools.tail --from-beginning --session-prefix $$tag- --show 3 --max $(DEMO_EVENTS) --timeout-s 60
 
 # The learning loop, as a demonstration: a shifted synthetic catalogue (another seed, 200 items the
 # model never saw) streams through the stack; serving.retrain learns from the topic since then and
@@ -85,16 +86,16 @@ demo: setup       ## stack up, train on DATA unless served, replay DATA's events
 SHIFT_SESSIONS ?= 2000
 retrain: setup    ## replay a shifted catalogue, retrain from the stream, hot-swap if the gate passes
 	bash deploy/up.sh kafka redis prometheus
-	$(PY) -m serving.online.export synthetic || $(MAKE) train DATA=synthetic
+	$(PY) -m serving.online.export serves synthetic || $(MAKE) train DATA=synthetic
 	bash deploy/up.sh triton worker
 	since=$$(date +%s%3N); tag=shift$$(date +%s); \
-	$(PY) -m stream.produce --source synthetic --sessions $(SHIFT_SESSIONS) --data-seed 1 --items 2200 --rate 500 \
+	$(PY) -m tools.produce --source synthetic --sessions $(SHIFT_SESSIONS) --data-seed 1 --items 2200 --rate 500 \
 		--session-prefix $$tag- && \
 	$(PY) -m serving.retrain --since $$since --max-minutes 3 && \
 	sleep 15 && \
-	$(PY) -m stream.produce --source synthetic --sessions 20 --data-seed 2 --items 2200 --limit 100 --rate 50 \
+	$(PY) -m tools.produce --source synthetic --sessions 20 --data-seed 2 --items 2200 --limit 100 --rate 50 \
 		--session-prefix $$tag-after- && \
-	$(PY) -m stream.tail --from-beginning --session-prefix $$tag-after- --show 2 --max 100 --timeout-s 60
+	$(PY) -m tools.tail --from-beginning --session-prefix $$tag-after- --show 2 --max 100 --timeout-s 60
 
 rollback:         ## serve the previous model version again (the newest goes to .run/retired/)
 	$(PY) -m serving.rollback

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: training throughput, explanation faithfulness and cost, the two floors (the model
 # in-process, Kafka's own round trip) and a rate sweep through the real stack, timed by an outside
-# client (deploy/bench_client.py). Writes reports/bench-<time>.jsonl, a table and a PNG; asserts nothing.
+# client (tools/bench_client.py). Writes reports/bench-<time>.jsonl, a table and a PNG; asserts nothing.
 #
 #   BENCH_RATES="100 200 500 1000 2000"  steady rates (events/s), each for BENCH_SECONDS (30)
 #   BENCH_BURST=10000                     events of the burst run (capacity)
@@ -30,20 +30,20 @@ served=$(ls -d "$MODEL_REPO/$MODEL_NAME"/[0-9]* | sort -V | tail -1)
 log "compute floor: $served in-process"
 "$PY" -m serving.offline.bench_compute --model "$served" --batch-sizes 8,32,64 --seconds 3 | tee -a "$OUT.jsonl"
 log "transport floor: Kafka round trip"
-"$PY" deploy/bench_client.py --echo --rate 200 --seconds 10 | tee -a "$OUT.jsonl"
+"$PY" -m tools.bench_client --echo --rate 200 --seconds 10 | tee -a "$OUT.jsonl"
 
 for store in $STORES; do
     bash deploy/down.sh worker
     RECO_ONLINE_STORE=$store bash deploy/up.sh worker
-    "$PY" deploy/bench_client.py --rate 100 --seconds 5 >/dev/null  # warm the worker's state and Triton
+    "$PY" -m tools.bench_client --rate 100 --seconds 5 >/dev/null  # warm the worker's state and Triton
     for rate in $RATES; do
         log "$store: $rate events/s for ${SECONDS_PER_RATE}s"
-        "$PY" deploy/bench_client.py --rate "$rate" --seconds "$SECONDS_PER_RATE" \
+        "$PY" -m tools.bench_client --rate "$rate" --seconds "$SECONDS_PER_RATE" \
             | "$PY" -c "import json,sys; d=json.load(sys.stdin); d['store']='$store'; print(json.dumps(d))" \
             | tee -a "$OUT.jsonl"
     done
     log "$store: burst of $BURST events"
-    "$PY" deploy/bench_client.py --rate 0 --events "$BURST" \
+    "$PY" -m tools.bench_client --rate 0 --events "$BURST" \
         | "$PY" -c "import json,sys; d=json.load(sys.stdin); d['store']='$store'; print(json.dumps(d))" \
         | tee -a "$OUT.jsonl"
 done

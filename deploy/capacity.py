@@ -1,5 +1,5 @@
 """The measurements behind docs/capacity.md: one burst through the running stack, timed by the
-outside client (deploy/bench_client.py), with the CPU each service spent, the Redis commands and
+outside client (tools/bench_client.py), with the CPU each service spent, the Redis commands and
 Triton's inferences counted around it. Prints one JSON object.
 
     .venv/bin/python deploy/capacity.py [--events 10000]      # needs `make up` (any WORKERS)
@@ -42,7 +42,7 @@ def main() -> None:
     settings = get_settings()
     client = redis.Redis(host=settings.redis_host, port=settings.redis_port, **settings.redis_auth)
     redis_before, triton_before = redis_calls(client), triton_counters(settings.triton_metrics_port)
-    run = subprocess.run([sys.executable, "deploy/bench_client.py", "--rate", "0", "--events", str(args.events)],
+    run = subprocess.run([sys.executable, "-m", "tools.bench_client", "--rate", "0", "--events", str(args.events)],
                          cwd=ROOT, check=True, capture_output=True, text=True)
     burst = json.loads(run.stdout)
     redis_after, triton_after = redis_calls(client), triton_counters(settings.triton_metrics_port)

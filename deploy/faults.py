@@ -1,5 +1,5 @@
 """`make faults`: each fault injected into the running stack while the outside client
-(deploy/bench_client.py) sends valid events at a steady rate; one table at the end.
+(tools/bench_client.py) sends valid events at a steady rate; one table at the end.
 
     .venv/bin/python deploy/faults.py [--rate 100] [--seconds 40] [--only worker_kill,triton_outage]
 
@@ -55,7 +55,7 @@ CLIENT_ARGS = {"redis_outage_new_sessions": ["--session-life", "10"]}
 
 def run(name: str, rate: float, seconds: float) -> dict:
     what, inject = SCENARIOS[name]
-    command = [sys.executable, "deploy/bench_client.py", "--rate", str(rate), "--seconds", str(seconds),
+    command = [sys.executable, "-m", "tools.bench_client", "--rate", str(rate), "--seconds", str(seconds),
                "--idle-timeout", "60", "--arrivals", *CLIENT_ARGS.get(name, [])]
     client = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     time.sleep(10)

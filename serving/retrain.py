@@ -57,8 +57,8 @@ import typer
 from contract.messages import Event, InvalidEvent, parse_event
 from contract.settings import Settings, get_settings
 from serving.model.artifacts import Vocab, expanded, load_model_dir
+from serving.model.sessions import Interaction, Session
 from serving.model.transformer import SessionTransformer
-from serving.offline.data import Interaction, Session
 from serving.offline.evaluate import Scored, Scorer, model_scorer, score_eval_set, summarize_scored
 from serving.offline.sequences import EvalSet, encode
 from serving.offline.tradeoff import ndcg_gains

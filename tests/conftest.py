@@ -28,7 +28,7 @@ def live_load():
 
     from contract.settings import get_settings
     from serving.offline.data import generate_synthetic
-    from stream.produce import make_producer, session_events
+    from tools.produce import make_producer, session_events
 
     settings = get_settings()
     prefix = f"load{uuid.uuid4().hex[:6]}-"

@@ -1,16 +1,19 @@
 """Import direction between the packages (docs/architecture.md), checked on the source with ast.
 
-    stream ─▶ features, serving ─▶ contract        serving.offline, serving.online ─▶ serving.model
+    tools ─▶ stream ─▶ features, serving ─▶ contract        serving.offline, serving.online ─▶ serving.model
 
-Rules, for every .py under contract/, stream/, features/ and serving/:
-  * nothing imports `stream`; `features` is imported by `stream` only; `contract` imports nothing of
-    the project; `serving.model` imports neither `serving.offline` nor `serving.online`, and
-    `serving.online` does not import `serving.offline`;
+Rules, for every .py under contract/, stream/, features/, serving/ and tools/:
+  * nothing imports `tools` (the command-line tools around the service: tools.produce, tools.tail,
+    tools.bench_client) or `stream`; `features` is imported by `stream` only; `contract` imports nothing
+    of the project; `stream` does not import `serving.offline` (training and evaluation are not the
+    worker's); `serving.model` imports neither `serving.offline` nor `serving.online`;
+    `serving.online` does not import `serving.offline`, nor `serving.offline` `serving.online` (a
+    trained model directory reaches Triton through one entry point, `python -m serving.online.export
+    publish`);
   * no private name (`_x`, either a module or a name taken with `from ... import _x`) is imported
-    from another top-level package.
-Imports anywhere count, inside functions and under `if TYPE_CHECKING:` too, with one exception:
-`serving.model` may name `serving.offline` types under `if TYPE_CHECKING:` (serving/model/artifacts.py
-annotates with serving.offline.data.Session).
+    from another top-level package;
+  * no import cycles between modules.
+Imports anywhere count, inside functions and under `if TYPE_CHECKING:` too.
 """
 
 from __future__ import annotations
@@ -21,13 +24,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("contract", "stream", "features", "serving")
+PACKAGES = ("contract", "stream", "features", "serving", "tools")
 
 # (importer prefix, forbidden module prefix, why); every rule whose importer prefix matches applies.
 DIRECTION_RULES: list[tuple[str, str, str]] = [
     ("contract", "stream", "contract imports nothing of the project"),
     ("contract", "features", "contract imports nothing of the project"),
     ("contract", "serving", "contract imports nothing of the project"),
+    ("contract", "tools", "nothing imports tools"),
+    ("stream", "tools", "nothing imports tools"),
+    ("features", "tools", "nothing imports tools"),
+    ("serving", "tools", "nothing imports tools"),
+    ("stream", "serving.offline", "the worker does not train or evaluate"),
     ("features", "stream", "nothing imports stream"),
     ("serving", "stream", "nothing imports stream"),
     ("features", "serving", "features imports only contract"),
@@ -35,9 +43,8 @@ DIRECTION_RULES: list[tuple[str, str, str]] = [
     ("serving.model", "serving.offline", "serving.model imports only contract"),
     ("serving.model", "serving.online", "serving.model imports only contract"),
     ("serving.online", "serving.offline", "serving.online imports only contract and serving.model"),
+    ("serving.offline", "serving.online", "export goes through python -m serving.online.export publish"),
 ]
-# (importer prefix, imported prefix) allowed when the import sits under `if TYPE_CHECKING:`.
-TYPE_ONLY_ALLOWED = {("serving.model", "serving.offline")}
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,8 @@ def check_imports(root: Path) -> list[Violation]:
     """Every import-rule violation in the packages under ``root``."""
     root = Path(root)
     found: list[Violation] = []
+    modules = {_module_of(path, root)[0] for pkg in PACKAGES for path in (root / pkg).rglob("*.py")}
+    edges: dict[str, dict[str, tuple[str, int]]] = {}  # importer -> imported module -> (path, line)
     for pkg in PACKAGES:
         for path in sorted((root / pkg).rglob("*.py")):
             module, is_init = _module_of(path, root)
@@ -126,14 +135,18 @@ def check_imports(root: Path) -> list[Violation]:
                     if base is None:
                         continue
                     targets = [(base, alias.name if _is_private(alias.name) else None) for alias in node.names]
+                    # `from package import module` imports that module
+                    submodules = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in modules]
+                    for submodule in submodules:
+                        edges.setdefault(module, {}).setdefault(submodule, (rel, node.lineno))
                 for target, private_name in targets:
                     top = target.split(".")[0]
                     if top not in PACKAGES:
                         continue
+                    if target in modules and target != module:
+                        edges.setdefault(module, {}).setdefault(target, (rel, node.lineno))
                     for importer, imported, why in DIRECTION_RULES:
                         if not (_within(module, importer) and _within(target, imported)):
-                            continue
-                        if type_only and (importer, imported) in TYPE_ONLY_ALLOWED:
                             continue
                         kind = "type-only import" if type_only else "import"
                         found.append(Violation(rel, node.lineno, f"{importer} must not import {imported}: "
@@ -146,6 +159,47 @@ def check_imports(root: Path) -> list[Violation]:
                         if private_name:
                             found.append(Violation(rel, node.lineno, f"private name {private_name} imported "
                                                    f"from {target}, another package ({top})"))
+    return found + _cycles(edges)
+
+
+def _cycles(edges: dict[str, dict[str, tuple[str, int]]]) -> list[Violation]:
+    """One violation per import cycle (strongly connected set of modules), at its first module's
+    import of the next module of the cycle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[Violation] = []
+
+    def visit(node: str) -> None:  # Tarjan
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(edges.get(node, {})):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            members = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                members.append(member)
+                if member == node:
+                    break
+            if len(members) > 1:
+                cycle = sorted(members)
+                first = cycle[0]
+                nxt = min(m for m in edges[first] if m in members)
+                path, line = edges[first][nxt]
+                found.append(Violation(path, line, f"import cycle: {' -> '.join(cycle)} (a module of the cycle "
+                                                   f"imports {nxt} here)"))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
     return found
 
 
@@ -164,10 +218,14 @@ def _fake_tree(root: Path) -> None:
     _write(root, "features/store.py", "from contract.settings import helper\nfrom contract import settings\n")
     _write(root, "serving/model/artifacts.py",
            "from typing import TYPE_CHECKING\nfrom contract import settings\n"
-           "if TYPE_CHECKING:\n    from serving.offline.data import Session\n")
+           "if TYPE_CHECKING:\n    from serving.model.sessions import Session\n")
+    _write(root, "serving/model/sessions.py", "from contract import settings\n")
     _write(root, "serving/offline/data.py", "from serving.model import artifacts\nfrom ..model._impl import x\n")
+    _write(root, "serving/online/export.py", "def f():\n    from serving.model import artifacts\n")
     _write(root, "stream/app.py", "import features.store\nfrom serving.online import client\nfrom . import _local\n"
-           "def f():\n    from serving.offline.data import load\n")
+           "def f():\n    from serving.model.artifacts import load\n")
+    _write(root, "tools/__init__.py", "")
+    _write(root, "tools/produce.py", "from serving.offline.data import load\nimport stream.app\n")
 
 
 def test_fake_tree_without_violations_passes(tmp_path):
@@ -205,6 +263,36 @@ def test_planted_violations_are_found(tmp_path):
     assert "type-only import" in message
 
 
+def test_planted_violations_of_the_tool_worker_and_export_rules_are_found(tmp_path):
+    _fake_tree(tmp_path)
+    _write(tmp_path, "stream/pipeline.py", "from serving.offline import data\n")
+    _write(tmp_path, "serving/offline/train.py", "def f():\n    from serving.online.export import export_model\n")
+    _write(tmp_path, "serving/online/client.py", "import tools\n")
+    _write(tmp_path, "features/cache.py", "import tools.produce\n")
+    _write(tmp_path, "serving/model/artifacts.py",
+           "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from serving.offline.data import Session\n")
+    found = {(v.path, v.line, v.rule.split(":")[0]) for v in check_imports(tmp_path)}
+    assert found == {
+        ("stream/pipeline.py", 1, "stream must not import serving.offline"),
+        ("serving/offline/train.py", 2, "serving.offline must not import serving.online"),
+        ("serving/online/client.py", 1, "serving must not import tools"),
+        ("features/cache.py", 1, "features must not import tools"),
+        ("serving/model/artifacts.py", 3, "serving.model must not import serving.offline"),
+        # serving.offline.data imports serving.model.artifacts, which (type-only) imports it back
+        ("serving/model/artifacts.py", 3, "import cycle"),
+    }
+
+
+def test_an_import_cycle_is_found_once_with_its_modules(tmp_path):
+    _fake_tree(tmp_path)
+    _write(tmp_path, "serving/offline/a.py", "from serving.offline import b\n")
+    _write(tmp_path, "serving/offline/b.py", "x = 1\n\ndef f():\n    import serving.offline.c\n")
+    _write(tmp_path, "serving/offline/c.py", "from .a import thing\n")
+    cycles = [str(v) for v in check_imports(tmp_path) if "cycle" in v.rule]
+    assert cycles == ["serving/offline/a.py:1: import cycle: serving.offline.a -> serving.offline.b -> "
+                      "serving.offline.c (a module of the cycle imports serving.offline.b here)"]
+
+
 def test_planted_violation_in_a_copy_of_the_repo(tmp_path):
     for pkg in PACKAGES:
         shutil.copytree(REPO / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
@@ -214,7 +302,10 @@ def test_planted_violation_in_a_copy_of_the_repo(tmp_path):
     planted = {str(v) for v in check_imports(tmp_path)} - {str(v) for v in check_imports(REPO)}
     assert planted == {
         f"contract/settings.py:{len(lines) + 1}: contract must not import stream: import of stream "
-        "(contract imports nothing of the project)"
+        "(contract imports nothing of the project)",
+        # stream.pipeline imports contract.settings
+        f"contract/settings.py:{len(lines) + 1}: import cycle: contract.settings -> stream.pipeline (a module "
+        "of the cycle imports stream.pipeline here)",
     }
 
 

@@ -13,19 +13,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 import torch
 
+from serving.model.sessions import Session, id_sort_key
 from serving.model.transformer import ModelConfig, SessionTransformer
-
-if TYPE_CHECKING:
-    from serving.offline.data import Session
-
-
-def id_sort_key(item_id: str) -> tuple[int, int, str]:
-    """Numeric ids sort numerically, others lexically (numbers first), as SASRec numbers items."""
-    return (0, int(item_id), "") if item_id.isdigit() else (1, 0, item_id)
 
 
 class Vocab:

@@ -1,4 +1,4 @@
-"""Session data: the in-memory types, the dataset loaders and a synthetic generator.
+"""Session data: the dataset loaders and a synthetic generator (the types: serving.model.sessions).
 
 Every loader returns ``list[Session]``; each session's interactions are in chronological
 order. Three sources:
@@ -13,39 +13,14 @@ from __future__ import annotations
 
 from bisect import bisect
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from contract.settings import PROJECT_ROOT
-from contract.vocab import EventType
-from serving.model.artifacts import id_sort_key
+from serving.model.sessions import Interaction, Session, id_sort_key
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
-
-
-@dataclass(frozen=True)
-class Interaction:
-    item_id: str
-    event_type: EventType
-    ts: int  # epoch milliseconds
-    category_id: str | None = None
-    price: float | None = None
-
-
-@dataclass
-class Session:
-    session_id: str
-    user_id: str | None
-    interactions: list[Interaction] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.interactions)
-
-    @property
-    def items(self) -> list[str]:
-        return [x.item_id for x in self.interactions]
 
 
 # ----------------------------------------------------------------------------- SASRec format

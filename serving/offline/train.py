@@ -2,7 +2,8 @@
 
     python -m serving.offline.train --data ../shared/data/sequences/wikipedia.txt --format sasrec --out artifacts/wiki
     python -m serving.offline.train --format diginetica --out artifacts/digi            # ../shared/data/diginetica
-    python -m serving.offline.train --format synthetic --sessions 20000 --out artifacts/syn --export model_repo
+    python -m serving.offline.train --format synthetic --sessions 20000 --out artifacts/syn
+    python -m serving.online.export publish artifacts/syn     # then serve it: a new version in model_repo/
 
 One ``TrainConfig`` holds every setting of a run and its defaults (the architecture's defaults
 are ModelConfig's); the CLI builds it and ``train_model(cfg, sessions, out)`` runs it.
@@ -441,7 +442,6 @@ def main(
     data: Path = typer.Option(None, help="dataset file (sasrec) or directory (diginetica); omit for synthetic"),
     data_format: str = typer.Option("sasrec", "--format", help="sasrec | diginetica | synthetic"),
     out: Path = typer.Option(..., help="output model directory"),
-    export: Path = typer.Option(None, help="model repository to export the trained model into (e.g. model_repo)"),
     sessions: int = typer.Option(20_000, help="synthetic only: number of sessions to generate"),
     data_seed: int = typer.Option(0, help="synthetic only: generator seed"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
@@ -482,11 +482,6 @@ def main(
     sess = load(data_format, data, sessions=sessions, seed=data_seed)
     result = train_model(cfg, sess, out, progress=progress,
                          meta={"format": data_format, "path": str(data) if data else None})
-    version = None
-    if export is not None:
-        from serving.online.export import export_model  # written by the serving/export owner
-
-        version = export_model(out, export, model_name="session_transformer")
     s = result.summary
     test = s.test or {}
     sm, fu = test.get("sampled100", {}), test.get("full", {})
@@ -494,8 +489,7 @@ def main(
     print(f"done: {out} | best epoch {s.best_epoch}/{s.epochs_run} ({s.stop}) in {s.train_seconds:.0f}s "
           f"on {s.device} | "
           f"test sampled100 HR@10 {sm.get('hr@10', nan):.4f} NDCG@10 {sm.get('ndcg@10', nan):.4f} | "
-          f"full HR@10 {fu.get('hr@10', nan):.4f} NDCG@10 {fu.get('ndcg@10', nan):.4f}"
-          + (f" | exported version {version} to {export}" if version is not None else ""))
+          f"full HR@10 {fu.get('hr@10', nan):.4f} NDCG@10 {fu.get('ndcg@10', nan):.4f}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ repository poller never sees a half-written version (this is what makes hot swap
 Rollback renames the newest version away the same way and keeps it under the run directory
 (``retired_dir``). Version numbers only grow, retired ones included: Triton caches a model by
 version number, so a number that once held other weights must never come back.
+
+    python -m serving.online.export publish artifacts/syn [--repo model_repo]   # a new version
+    python -m serving.online.export serves synthetic     # exit 0 when the newest version is of that catalogue
 """
 from __future__ import annotations
 
@@ -13,12 +16,17 @@ import re
 import shutil
 from pathlib import Path
 
+import typer
+
 from contract.settings import PROJECT_ROOT, Settings, get_settings
 from serving.model.artifacts import load_config, trained_catalogue
 from serving.model.precision import check_precision
 
 BACKEND = Path(__file__).resolve().parent / "triton_backend.py"
+# The config every new model folder starts from: the one in git (its folder keeps its name on disk;
+# a model exported under another RECO_MODEL_NAME gets that name in its copy).
 CONFIG_TEMPLATE = PROJECT_ROOT / "model_repo" / "session_transformer" / "config.pbtxt"
+MODEL_NAME_LINE = re.compile(r'^name: "[^"]*"', re.MULTILINE)
 ARTIFACTS = ("config.json", "weights.pt", "vocab.json")
 KEEP_VERSIONS = 3
 
@@ -29,9 +37,11 @@ def versions(model_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def retired_dir(model_name: str = "session_transformer", settings: Settings | None = None) -> Path:
-    """Where rollback keeps the versions it took out of the repository."""
-    return (settings or get_settings()).run_dir / "retired" / model_name
+def retired_dir(model_name: str | None = None, settings: Settings | None = None) -> Path:
+    """Where rollback keeps the versions it took out of the repository (model name: the setting's
+    by default)."""
+    settings = settings or get_settings()
+    return settings.run_dir / "retired" / (model_name or settings.model_name)
 
 
 def next_version(target: Path, retired: Path) -> int:
@@ -58,18 +68,20 @@ def with_config_precision(text: str, precision: str) -> str:
     return text.rstrip("\n") + f'\nparameters [ {{ key: "PRECISION", value: {{ string_value: "{precision}" }} }} ]\n'
 
 
-def export_model(model_dir: Path, repo_dir: Path, model_name: str = "session_transformer",
+def export_model(model_dir: Path, repo_dir: Path, model_name: str | None = None,
                  retired: Path | None = None, precision: str | None = None) -> int:
-    """Copy ``model_dir`` into ``repo_dir/model_name`` as a new version; returns its number.
+    """Copy ``model_dir`` into ``repo_dir/model_name`` (default: ``Settings.model_name``) as a new
+    version; returns its number.
     ``retired`` (default ``retired_dir(model_name)``) holds numbers that must not be reused.
     ``precision`` (fp32 | bf16 | fp16 | int8) sets the model config's ``PRECISION`` first, which
     applies to every version of the model; without it the config's own is kept. Either way a
     precision the backend does not know is refused before any version is written."""
+    model_name = model_name or get_settings().model_name
     model_dir, target = Path(model_dir), Path(repo_dir) / model_name
     target.mkdir(parents=True, exist_ok=True)
     config = target / "config.pbtxt"
     text = config.read_text() if config.exists() else \
-        CONFIG_TEMPLATE.read_text().replace('name: "session_transformer"', f'name: "{model_name}"')
+        MODEL_NAME_LINE.sub(f'name: "{model_name}"', CONFIG_TEMPLATE.read_text(), count=1)
     if precision is not None:
         text = with_config_precision(text, precision)
     elif (named := config_precision(text)) is not None:
@@ -132,17 +144,33 @@ def serves_catalogue(target: Path, catalogue: str) -> bool:
     return served_catalogue(target) == catalogue
 
 
+# The one way a trained model directory reaches Triton from the command line (serving.offline
+# trains and writes directories; it does not import this package).
+cli = typer.Typer(add_completion=False, help=__doc__)
+
+
+@cli.command()
+def publish(model_dir: Path = typer.Argument(..., help="a trained model directory (serving.offline.train --out)"),
+            repo: Path = typer.Option(PROJECT_ROOT / "model_repo", help="Triton model repository"),
+            model_name: str = typer.Option(None, help="model folder (default: RECO_MODEL_NAME)"),
+            precision: str = typer.Option(None, help="fp32 | bf16 | fp16 | int8 (default: the config's)")) -> None:
+    """Export ``model_dir`` into the repository as a new version (Triton serves the newest)."""
+    version = export_model(model_dir, repo, model_name, precision=precision)
+    print(f"exported {model_dir} as version {version} to {repo / (model_name or get_settings().model_name)}")
+
+
+@cli.command()
+def serves(catalogue: str = typer.Argument(..., help="synthetic | diginetica"),
+           repo: Path = typer.Option(PROJECT_ROOT / "model_repo"),
+           model_name: str = typer.Option(None, help="model folder (default: RECO_MODEL_NAME)")) -> None:
+    """Exit 0 when the newest version in the repository was trained on ``catalogue`` (the
+    Makefile trains one first otherwise), 1 when not (printing what it serves)."""
+    target = repo / (model_name or get_settings().model_name)
+    served = served_catalogue(target)
+    if not serves_catalogue(target, catalogue):
+        print(f"model_repo serves a model of the {served or 'no'} catalogue, not {catalogue}: training one")
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":
-    import typer
-
-    def check(catalogue: str = typer.Argument(..., help="synthetic | diginetica"),
-              repo: Path = typer.Option(PROJECT_ROOT / "model_repo"),
-              model_name: str = typer.Option("session_transformer")) -> None:
-        """Exit 0 when the newest version in the repository was trained on ``catalogue`` (the
-        Makefile trains one first otherwise), 1 when not (printing what it serves)."""
-        served = served_catalogue(repo / model_name)
-        if not serves_catalogue(repo / model_name, catalogue):
-            print(f"model_repo serves a model of the {served or 'no'} catalogue, not {catalogue}: training one")
-            raise typer.Exit(1)
-
-    typer.run(check)
+    cli()

@@ -29,7 +29,7 @@ from serving.retrain import (
     retrain,
     split_by_time,
 )
-from stream.produce import session_events
+from tools.produce import session_events
 
 TINY = dict(d_model=16, n_layers=1, n_heads=1, dropout=0.1, max_len=20, device="cpu", threads=1, test_eval=False)
 CATALOGUE = dict(n_items=300, n_categories=10, seed=0)  # the same seed: the same items and item graph

@@ -10,12 +10,12 @@ pytestmark = pytest.mark.stack
 
 
 def test_bench_client_and_report_run_end_to_end(tmp_path):
-    run = subprocess.run([sys.executable, "deploy/bench_client.py", "--rate", "100", "--seconds", "5"],
+    run = subprocess.run([sys.executable, "-m", "tools.bench_client", "--rate", "100", "--seconds", "5"],
                          check=True, capture_output=True, text=True, timeout=120)
     result = json.loads(run.stdout)
     assert result["sent"] == 500 and result["lost"] == 0 and result["p50_ms"] is not None
     assert result["cpu_s"]["worker"] > 0 and result["lag_samples"], result
-    echo = subprocess.run([sys.executable, "deploy/bench_client.py", "--echo", "--rate", "100", "--seconds", "2"],
+    echo = subprocess.run([sys.executable, "-m", "tools.bench_client", "--echo", "--rate", "100", "--seconds", "2"],
                           check=True, capture_output=True, text=True, timeout=120)
     jsonl = tmp_path / "bench.jsonl"
     jsonl.write_text(run.stdout + echo.stdout)

@@ -20,8 +20,8 @@ from contract.messages import Event
 from contract.settings import PROJECT_ROOT, get_settings
 from features.feedback import rank_bucket
 from serving.offline.data import generate_synthetic
-from stream.produce import session_events
 from tests.stack._client import Shopper
+from tools.produce import session_events
 
 pytestmark = pytest.mark.stack
 

@@ -3,7 +3,7 @@ from features.state import SessionState
 from stream.explain import explain_fill_item, explain_model_item, session_categories
 from stream.popularity import Popularity
 from stream.ranking import select_items
-from stream.tail import humanize
+from tools.tail import humanize
 
 SESSION = SessionState(item_ids=("a", "b", "c"), event_types=("view", "add_to_cart", "view"))
 
@@ -56,7 +56,7 @@ def test_humanize():
 
 def test_tail_summary_times_what_it_can_and_says_when_it_cannot():
     from contract.messages import Recommendation
-    from stream.tail import summary
+    from tools.tail import summary
 
     recs = [Recommendation(event_id=f"e{n}", session_id="s", user_id=None, items=[], model_version="m:1",
                            generated_at=1_000 + 10 * n) for n in range(10)]

@@ -1,13 +1,12 @@
 """End-to-end learning checks: the model learns a deterministic cycle; the CLIs run."""
 import json
-import sys
-import types
 from dataclasses import replace
 
 import numpy as np
 import torch
 from typer.testing import CliRunner
 
+from contract.settings import get_settings
 from serving.model.artifacts import load_model_dir
 from serving.model.transformer import ModelConfig
 from serving.offline import train as train_module
@@ -45,24 +44,23 @@ def test_model_learns_a_cycle_to_hr1():
     assert test["sampled100"]["hr@5"] > 0.97 and test["full"]["ndcg@10"] > 0.95
 
 
-def test_train_and_evaluate_cli_with_export(tmp_path, monkeypatch):
-    calls = []
-    fake = types.ModuleType("serving.online.export")
+def test_train_and_evaluate_cli_then_publish(tmp_path):
+    """Train writes a model directory; the export entry point (serving.online.export publish, not
+    the training CLI) makes it a version of the repository."""
+    from serving.online.export import cli as export_cli
+    from serving.online.export import versions
 
-    def export_model(model_dir, repo_dir, model_name="session_transformer"):
-        calls.append((str(model_dir), str(repo_dir), model_name))
-        return 7
-
-    fake.export_model = export_model
-    monkeypatch.setitem(sys.modules, "serving.online.export", fake)
     out = tmp_path / "m"
     runner = CliRunner()
     r = runner.invoke(train_cli, ["--format", "synthetic", "--sessions", "300", "--out", str(out), "--epochs", "2",
-                                  "--d-model", "16", "--n-layers", "1", "--device", "cpu", "--no-progress",
-                                  "--export", str(tmp_path / "repo")])
+                                  "--d-model", "16", "--n-layers", "1", "--device", "cpu", "--no-progress"])
     assert r.exit_code == 0, r.output
-    assert "exported version 7" in r.output.splitlines()[-1]
-    assert calls == [(str(out), str(tmp_path / "repo"), "session_transformer")]
+    refused = runner.invoke(train_cli, ["--format", "synthetic", "--out", str(out), "--export", str(tmp_path)])
+    assert refused.exit_code != 0 and "--export" in refused.output  # no second way into model_repo
+    r = runner.invoke(export_cli, ["publish", str(out), "--repo", str(tmp_path / "repo")])
+    assert r.exit_code == 0, r.output
+    assert "as version 1" in r.output
+    assert versions(tmp_path / "repo" / get_settings().model_name) == [1]
     model, vocab = load_model_dir(out)
     assert model.cfg.n_categories == vocab.n_categories > 0
     assert json.loads((out / "config.json").read_text())["training"]["epochs_run"] == 2

@@ -1,6 +1,6 @@
 """Pretty-print recommendations as they arrive, with their tokens rendered for people.
 
-    python -m stream.tail [--from-beginning] [--max N]
+    python -m tools.tail [--from-beginning] [--max N]
 """
 from __future__ import annotations
 

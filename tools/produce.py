@@ -1,10 +1,10 @@
 """Replay a dataset (or synthetic sessions) as events on the events topic, at a given rate.
 
-    python -m stream.produce --source synthetic --sessions 200 --rate 500
+    python -m tools.produce --source synthetic --sessions 200 --rate 500
 
 The synthetic catalogue is fixed by --data-seed (the one the model was trained with); the
 number of sessions only changes which sessions are drawn.
-    python -m stream.produce --source diginetica --data ../shared/data/diginetica --limit 5000
+    python -m tools.produce --source diginetica --data ../shared/data/diginetica --limit 5000
 """
 from __future__ import annotations
 

@@ -3,8 +3,8 @@ Messages) and Kafka. It sends events at a fixed rate, reads the recommendations 
 each one on its own clock (receive time minus send time); it counts lost and duplicated ones, and
 samples the worker group's consumer lag and the CPU time of the stack's processes meanwhile.
 
-    .venv/bin/python deploy/bench_client.py --rate 200 --seconds 30      # one JSON line
-    .venv/bin/python deploy/bench_client.py --echo --rate 200 --seconds 10  # Kafka's own round trip
+    .venv/bin/python -m tools.bench_client --rate 200 --seconds 30      # one JSON line
+    .venv/bin/python -m tools.bench_client --echo --rate 200 --seconds 10  # Kafka's own round trip
 
 ``--rate 0`` sends as fast as the producer can (a burst). ``--echo`` times a produce-to-consume
 round trip on a scratch topic instead: the transport floor under the product's latency.

@@ -1,5 +1,5 @@
 from serving.offline.data import Interaction, Session
-from stream.produce import session_events
+from tools.produce import session_events
 
 
 def test_replay_merges_sessions_in_time_order_and_keeps_each_event_in_its_session():
