@@ -17,7 +17,3 @@ DLQ_REASONS: tuple[DlqReason, ...] = get_args(DlqReason)
 # back.
 FallbackReason = Literal["triton_unavailable", "too_few_candidates", "features_unavailable"]
 FALLBACK_REASONS: tuple[FallbackReason, ...] = get_args(FallbackReason)
-
-# Explanation tokens without an argument; the others are `<event_type>:<item>`, `category:<id>`,
-# `fallback:<reason>` (see stream/explain.py).
-PlainToken = Literal["popular", "trending", "cold_start"]

@@ -16,7 +16,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$ROOT/.venv}
 PY=$VENV/bin/python
 
-UV=$VENV/bin/uv   # pinned and hashed in requirements.lock; deploy/setup.sh installs it first
+UV=$VENV/bin/uv   # the venv's own: deploy/setup.sh pip-installs it first, from its hashed block of requirements.lock
 
 # The block of one package in a hashed lock file: its `name==version \` line and its --hash lines.
 locked() {  # NAME FILE

@@ -178,8 +178,8 @@ class OnlineFeatures:
         self.rows: Rows = (RedisRows(settings) if settings.online_store == "redis"
                            else SqliteRows(settings, self.store.config.online_store.path))
         if settings.online_store == "redis":
-            # redis-py retries a refused connection 3 times with backoff (7-8 s per failed read,
-            # measured); the worker retries on its own terms, so a call fails at once.
+            # redis-py retries a refused connection 3 times with backoff (seconds per failed read);
+            # the worker retries on its own terms, so a call fails at once.
             online = cast(RedisOnlineStore, self.store._get_provider().online_store)
             online._get_client(self.store.config.online_store).set_retry(Retry(NoBackoff(), 0))
 

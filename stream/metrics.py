@@ -38,7 +38,7 @@ CANDIDATES_OFF_CATALOGUE = Counter("reco_candidates_off_catalogue_total", "Model
 TRITON_UP = Gauge("reco_triton_up", "1 when the last Triton call succeeded")
 BATCH_RETRIES = Counter("reco_batch_retries_total", "Batches run again after a dependency failed", ["error"])
 AGENT_CRASHES = Counter("reco_agent_crashes_total", "Times the recommend agent raised (Faust restarts it)")
-# Exposure since the worker started (stream/exposure.py): every recommended slot, and its spread over the items.
+# Exposure since the worker started (stream/live_exposure.py): every recommended slot, and its spread over the items.
 EXPOSURE_SLOTS = Counter("reco_exposure_slots_total", "Recommended slots by the item's popularity: head = the top 20% "
                          "of items by the worker's interaction counts, long = the rest", ["tail"])
 EXPOSURE_GINI = Gauge("reco_exposure_gini", "Gini coefficient of recommended slots per item since start, over every "

@@ -7,10 +7,10 @@
     learn:     attribute each event to what its session was recommended before, then remember
                this batch's recommendations                   (after publishing, in batch order)
 
-State lives in the worker (features/cache.py): Feast is read only on a miss and written in the
-background (stream/writeback.py). Dependencies come in through the constructor, so tests can run
-the same code with fakes, and the Faust agent (stream/app.py) stays a thin loop that publishes
-what :meth:`Pipeline.process` returns. Each stage is timed under its own name in
+State lives in the worker (features/cache.py): Feast is read only on a miss. Writing it back is
+not this class's: the Faust agent (stream/app.py) publishes what :meth:`Pipeline.process` returns,
+then hands the changed state to stream/writeback.py. Dependencies come in through the constructor,
+so tests can run the same code with fakes. Each stage is timed under its own name in
 ``reco_stage_latency_seconds{stage}``.
 """
 from __future__ import annotations
@@ -41,10 +41,10 @@ from serving.online.client import TRITON_ERRORS, SessionRow
 from stream import metrics
 from stream.catalogue import LiveCatalogue
 from stream.explain import explain_fill_item, explain_model_item, session_categories
-from stream.exposure import Exposure
+from stream.live_exposure import Exposure
 from stream.metrics import timed
 from stream.popularity import Popularity
-from stream.ranking import live_only, select_items
+from stream.selection import live_only, select_items
 
 log = logging.getLogger(__name__)
 

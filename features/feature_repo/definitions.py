@@ -2,9 +2,9 @@
 
 The store is configured in code, not by a ``feature_store.yaml``: features/store.py builds the
 ``RepoConfig`` from the one Settings object (Redis or SQLite, ports, paths), so the ``feast`` CLI
-is not used on this folder. The worker writes values straight to the online store
-(``write_to_online_store``); Feast requires a batch source per view, and these file sources are
-never read or materialised.
+is not used on this folder. The worker writes rows straight to the online store through the
+provider's ``online_write_batch`` (features/store.py); Feast requires a batch source per view, and
+these file sources are never read or materialised.
 """
 from datetime import timedelta
 

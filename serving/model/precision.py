@@ -43,10 +43,11 @@ def check_precision(precision: str) -> str:
     return precision
 
 
-def serving_device(precision: str, cuda_available: bool) -> str:
-    """Where a model of this precision runs: the GPU when there is one, except int8 (CPU kernels only)."""
+def serving_device(precision: str, gpu: bool, device_id: int = 0) -> str:
+    """Where a model of this precision runs: GPU ``device_id`` when the instance is a GPU one, except
+    int8 (CPU kernels only), else the CPU."""
     check_precision(precision)
-    return "cuda" if cuda_available and precision != "int8" else "cpu"
+    return f"cuda:{device_id}" if gpu and precision != "int8" else "cpu"
 
 
 def with_precision(model: nn.Module, precision: str) -> nn.Module:

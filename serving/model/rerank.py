@@ -15,7 +15,7 @@ category (``None`` here, 0 in the batched form) is never penalised: it counts as
 * In between, a repeat of a category already shown must lead a new category's best item by more
   than λ / (1 - λ) of the pool's score range to come first.
 
-Both the worker (stream/ranking.py, per event, plain Python) and the offline evaluator
+Both the worker (stream/selection.py, per event, plain Python) and the offline evaluator
 (serving/offline/evaluate.py, a whole batch at once in numpy) use this module, so the two
 agree; tests/serving/model/test_rerank.py checks that the two forms give the same orders.
 """

@@ -9,7 +9,7 @@ index of each item (0 = unknown; serving.model.artifacts.Vocab.category_of_index
   number as ranking_metrics.coverage (``coverage@10``).
 * ``gini``: Gini coefficient of item exposure (slots per item) over ALL catalogue items, items never
   recommended included as zeros: 0 when every item is shown equally often, (n - 1) / n when all
-  slots go to one item.
+  slots go to one item (contract/exposure.py, which the worker's live Gini uses too).
 * ``long_tail_share``: share of the filled slots going to items outside the head, the top 20% of the
   catalogue by training popularity: the ceil(0.2 · n_items) items with the highest counts, ties
   broken by the lower index (so the head is exactly that many items).
@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-HEAD_FRACTION = 0.2
+from contract.exposure import HEAD_FRACTION, gini  # shared with the worker's live metrics
 
 
 def _slots(top_lists) -> np.ndarray:
@@ -47,19 +47,6 @@ def coverage(top_lists, n_items: int) -> float:
     if not n_items:
         return 0.0
     return float(np.count_nonzero(exposure_counts(top_lists, n_items)[1:])) / n_items
-
-
-def gini(values) -> float:
-    """Gini coefficient of non-negative values, every value counted (zeros included):
-    G = 2 Σ_i i·x_(i) / (n Σ x) - (n + 1) / n over the values sorted ascending, i = 1..n.
-    0 for equal values (and for all zeros), (n - 1) / n when one value holds everything."""
-    x = np.sort(np.asarray(values, dtype=np.float64).ravel())
-    n = x.size
-    total = x.sum()
-    if n == 0 or total <= 0:
-        return 0.0
-    i = np.arange(1, n + 1, dtype=np.float64)
-    return float(2.0 * (i * x).sum() / (n * total) - (n + 1.0) / n)
 
 
 def head_items(train_counts, fraction: float = HEAD_FRACTION) -> np.ndarray:

@@ -6,7 +6,6 @@ training data; shorter sequences are training data only and are not evaluated.
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -164,14 +163,3 @@ def sample_negatives(rated: list[np.ndarray], n_items: int, n: int = 100, seed: 
         out[r] = np.concatenate(got)[:n]
     return out
 
-
-def item_counts(seqs: list[Encoded], n_items: int) -> np.ndarray:
-    counts = np.zeros(n_items + 1, dtype=np.int64)
-    for s in seqs:
-        np.add.at(counts, s.items, 1)
-    counts[0] = 0
-    return counts
-
-
-def raw_counts(sessions: list[Session]) -> Counter:
-    return Counter(x.item_id for s in sessions for x in s.interactions)

@@ -116,7 +116,3 @@ class TritonRanker:
         catalogue = result.as_numpy("CATALOGUE")
         return Ranked(rankings, f"{self.model_name}:{result.get_response().model_version}",
                       catalogue[0][0].decode() if catalogue is not None and len(catalogue) else "")
-
-    async def close(self) -> None:
-        for client in self.clients:
-            await client.close()

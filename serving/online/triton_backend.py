@@ -11,6 +11,9 @@ and maps each cited model position back to the session index of the interaction 
 Precision: the model config's ``PRECISION`` parameter (fp32, bf16, fp16 or int8; default
 serving.model.precision.DEFAULT_PRECISION) says which variant of the version's weights is served;
 the variant is built from the fp32 weights when the version loads (serving/model/precision.py).
+
+Device: the instance's, as Triton passes it (``model_instance_kind`` GPU or CPU and
+``model_instance_device_id``, from the config's instance_group); int8 always runs on the CPU.
 """
 from __future__ import annotations
 
@@ -27,6 +30,10 @@ from serving.model.precision import DEFAULT_PRECISION, check_precision, serving_
 from serving.model.transformer import EVENT_TYPE_INDEX
 
 INPUTS = ("SESSION_ITEMS", "SESSION_TYPES")
+# The model config's parameters when it names none: the values model_repo/session_transformer/config.pbtxt
+# sets (tests/serving/online/test_triton_backend.py keeps the two equal).
+PARAMETERS = {"N_CANDIDATES": "50", "ATTRIBUTION": "occlusion", "ATTRIBUTION_WINDOW": "10", "CPU_THREADS": "1",
+              "PRECISION": DEFAULT_PRECISION}
 OUTPUTS = ("REC_ITEMS", "REC_SCORES", "ATTR_POS", "ATTR_DROP", "CATALOGUE")
 
 
@@ -41,20 +48,22 @@ def _text(value) -> str:
 class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
-        params = {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
-        self.n_candidates = int(params.get("N_CANDIDATES", "50"))
-        self.attribute = params.get("ATTRIBUTION", "occlusion") == "occlusion"
-        self.window = int(params.get("ATTRIBUTION_WINDOW", "0"))
+        params = PARAMETERS | {k: v["string_value"] for k, v in config.get("parameters", {}).items()}
+        self.n_candidates = int(params["N_CANDIDATES"])
+        self.attribute = params["ATTRIBUTION"] == "occlusion"
+        self.window = int(params["ATTRIBUTION_WINDOW"])
         output_type = lambda name: pb_utils.get_output_config_by_name(config, name)["data_type"]  # noqa: E731
         self.dtypes = {name: pb_utils.triton_string_to_numpy(output_type(name))
                        for name in OUTPUTS}
         # fp32 | bf16 | fp16 | int8 (serving/model/precision.py); an unknown name fails the load.
-        self.precision = check_precision(params.get("PRECISION", DEFAULT_PRECISION))
-        self.device = serving_device(self.precision, torch.cuda.is_available())
+        self.precision = check_precision(params["PRECISION"])
+        # The instance Triton made this one (instance_group kind and device), not what the host has.
+        self.device = serving_device(self.precision, args.get("model_instance_kind", "CPU") == "GPU",
+                                     int(args.get("model_instance_device_id", "0")))
         if self.device == "cpu":
             # Intra-op threads on these small matrices mostly spin-wait against the worker and Kafka
             # on the same cores; scale CPU serving with the instance_group count instead.
-            torch.set_num_threads(int(params.get("CPU_THREADS", "1")))
+            torch.set_num_threads(int(params["CPU_THREADS"]))
         version_dir = Path(args["model_repository"]) / args["model_version"]
         model, self.vocab = load_model_dir(version_dir)
         # Every row says which catalogue its candidates come from: the worker keeps another
@@ -85,7 +94,7 @@ class TritonPythonModel:
     def finalize(self):
         """Triton unloads this version (a newer one is served): free the weights now."""
         del self.model, self.vocab, self.item_names
-        if self.device == "cuda":
+        if self.device != "cpu":
             torch.cuda.empty_cache()
 
     @staticmethod

@@ -235,7 +235,7 @@ def test_a_candidate_made_worse_on_purpose_is_refused_and_nothing_is_exported(se
     assert decision["decision"] == "refused", decision["reason"]
     assert decision["candidate"]["served"]["ndcg@10"] < decision["serving"]["served"]["ndcg@10"] - 0.05
     assert decision["difference"]["mean"] < -0.05
-    assert versions(settings.model_repo / "session_transformer") == [1]
+    assert versions(settings.model_repo / settings.model_name) == [1]
     assert decisions(settings) == [decision]
     assert decision["serving_version"] == 1 and decision["published_version"] is None
     assert decision["events"] == len(stream_lines) and decision["invalid_events"] == 0
@@ -250,7 +250,7 @@ def test_a_warm_candidate_is_published_rolled_back_and_numbering_stays_monotonic
     assert first["candidate"]["served"]["ndcg@10"] >= first["serving"]["served"]["ndcg@10"]
     for name in ("candidate", "serving"):
         assert set(first[name]) == {"sampled100", "full", "served"}
-    target = settings.model_repo / "session_transformer"
+    target = settings.model_repo / settings.model_name
     assert versions(target) == [1, 2]
     model, vocab = load_model_dir(target / "2")
     assert vocab.n_items == first["items"] == model.cfg.n_items > load_model_dir(target / "1")[1].n_items
@@ -269,7 +269,7 @@ def test_a_warm_candidate_is_published_rolled_back_and_numbering_stays_monotonic
 def test_a_dry_run_decides_but_exports_nothing(settings, stream_lines):
     decision = retrain(messages(stream_lines), settings, RetrainOptions(dry_run=True), BRIEF, "test", quiet)
     assert decision["decision"] == "would_publish" and decision["dry_run"]
-    assert versions(settings.model_repo / "session_transformer") == [1]
+    assert versions(settings.model_repo / settings.model_name) == [1]
 
 
 def test_a_held_out_window_too_small_is_refused_before_training(settings, stream_lines):
@@ -304,5 +304,5 @@ def test_cli_dry_run_from_an_events_file(settings, stream_lines, tmp_path, monke
     (decision,) = decisions(settings)
     assert decision["invalid_events"] == 1 and decision["dry_run"] and decision["source"] == str(path)
     assert result.output.splitlines()[-1].startswith(f"{decision['decision']}: {decision['reason']}")
-    assert versions(settings.model_repo / "session_transformer") == [1]
+    assert versions(settings.model_repo / settings.model_name) == [1]
     assert CliRunner().invoke(cli, ["--dry-run"]).exit_code != 0  # no source given

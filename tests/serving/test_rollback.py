@@ -22,14 +22,14 @@ def test_rollback_moves_the_newest_version_out_and_refuses_on_the_last(tmp_path,
     for name in ("config.json", "weights.pt", "vocab.json"):
         (model_dir / name).write_text(name)
     assert [export_model(model_dir, settings.model_repo) for _ in range(2)] == [1, 2]
-    target = settings.model_repo / "session_transformer"
+    target = settings.model_repo / settings.model_name
     runner = CliRunner()
 
     result = runner.invoke(cli, [])
     assert result.exit_code == 0, result.output
     assert "from version 2 to version 1" in result.output
     assert versions(target) == [1]
-    assert (settings.run_dir / "retired" / "session_transformer" / "2" / "weights.pt").read_text() == "weights.pt"
+    assert (settings.run_dir / "retired" / settings.model_name / "2" / "weights.pt").read_text() == "weights.pt"
 
     result = runner.invoke(cli, [])
     assert result.exit_code == 1

@@ -2,7 +2,7 @@ from contract.ranking import Candidate
 from features.state import SessionState
 from stream.explain import explain_fill_item, explain_model_item, session_categories
 from stream.popularity import Popularity
-from stream.ranking import select_items
+from stream.selection import select_items
 from tools.tail import humanize
 
 SESSION = SessionState(item_ids=("a", "b", "c"), event_types=("view", "add_to_cart", "view"))

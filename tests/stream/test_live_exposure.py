@@ -4,15 +4,15 @@ import json
 import pytest
 from prometheus_client import REGISTRY
 
+from contract.exposure import gini
 from contract.ranking import Candidate
 from contract.settings import Settings
 from features.cache import StateCache
 from features.store import OnlineFeatures
-from serving.offline.exposure import gini
-from stream.exposure import Exposure, gini_with_zeros
+from stream.live_exposure import Exposure
 from stream.pipeline import Pipeline, RawMessage
 from stream.popularity import Popularity
-from stream.ranking import select_items
+from stream.selection import select_items
 
 
 def candidates(*ids):
@@ -81,10 +81,11 @@ def test_gauges_are_refreshed_at_most_every_refresh_s():
     assert exposure.refreshed_at == 105.0 and value("reco_exposure_coverage_items") == 2
 
 
-def test_gini_with_zeros_matches_the_offline_gini():
-    assert gini_with_zeros([5], zeros=3) == pytest.approx(gini([5, 0, 0, 0])) == pytest.approx(3 / 4)
-    assert gini_with_zeros([3, 1, 2], zeros=2) == pytest.approx(gini([0, 3, 1, 0, 2]))
-    assert gini_with_zeros([], 0) == 0.0 and gini_with_zeros([1, 1]) == 0.0
+def test_gini_with_zeros_counts_them_as_values():
+    assert gini([5], zeros=3) == pytest.approx(gini([5, 0, 0, 0])) == pytest.approx(3 / 4)
+    assert gini([3, 1, 2], zeros=2) == pytest.approx(gini([0, 3, 1, 0, 2]))
+    assert gini([], 0) == 0.0 and gini([1, 1]) == 0.0
+    assert gini({"a": 3, "b": 1}.values(), zeros=1) == pytest.approx(gini([3, 1, 0]))
 
 
 class FakeRanker:

@@ -47,8 +47,9 @@ def test_every_precision_is_known_and_others_are_refused():
 
 
 def test_int8_runs_on_the_cpu_even_with_a_gpu():
-    assert serving_device("int8", cuda_available=True) == "cpu"
-    assert [serving_device(p, True) for p in ("fp32", "bf16", "fp16")] == ["cuda"] * 3
+    assert serving_device("int8", gpu=True) == "cpu"
+    assert [serving_device(p, True) for p in ("fp32", "bf16", "fp16")] == ["cuda:0"] * 3
+    assert serving_device("fp32", True, device_id=2) == "cuda:2"
     assert {serving_device(p, False) for p in PRECISIONS} == {"cpu"}
 
 

@@ -1,15 +1,18 @@
 """Exporting a model directory into a Triton repository as a new version."""
 import pytest
 
+from contract.settings import get_settings
 from serving.online import export
 from serving.online.export import export_model, versions
+
+NAME = get_settings().model_name  # the model folder export_model writes by default
 
 
 @pytest.fixture(autouse=True)
 def no_run_dir(tmp_path, monkeypatch):
     """Versions retired by a running stack (RECO_RUN_DIR) must not renumber these repositories."""
-    monkeypatch.setattr(export, "retired_dir", lambda model_name="session_transformer", settings=None:
-                        tmp_path / "retired-default" / model_name)
+    monkeypatch.setattr(export, "retired_dir", lambda model_name=None, settings=None:
+                        tmp_path / "retired-default" / (model_name or NAME))
 
 
 @pytest.fixture
@@ -42,13 +45,13 @@ def test_a_failed_export_leaves_no_staging_folder_and_no_version(tmp_path, model
     (model_dir / "weights.pt").unlink()
     with pytest.raises(FileNotFoundError):
         export_model(model_dir, repo)
-    target = repo / "session_transformer"
+    target = repo / NAME
     assert versions(target) == [1]
     assert not [p for p in target.iterdir() if p.name.startswith(".")]
 
 
 def test_a_stale_staging_folder_is_replaced(tmp_path, model_dir):
-    target = tmp_path / "repo" / "session_transformer"
+    target = tmp_path / "repo" / NAME
     (target / ".staging-1").mkdir(parents=True)
     (target / ".staging-1" / "half-written").write_text("")
     assert export_model(model_dir, tmp_path / "repo") == 1
@@ -59,7 +62,7 @@ def test_a_stale_staging_folder_is_replaced(tmp_path, model_dir):
 def test_rollback_retires_the_newest_and_its_number_is_never_reused(tmp_path, model_dir):
     repo, retired = tmp_path / "repo", tmp_path / "retired"
     assert [export_model(model_dir, repo, retired=retired) for _ in range(3)] == [1, 2, 3]
-    target = repo / "session_transformer"
+    target = repo / NAME
     assert export.retire_newest(target, retired) == (3, 2)
     assert versions(target) == [1, 2] and versions(retired) == [3]
     assert {p.name for p in (retired / "3").iterdir()} == {*export.ARTIFACTS, "model.py"}
@@ -77,7 +80,7 @@ def test_the_precision_travels_in_the_model_config(tmp_path, model_dir):
     from serving.model.precision import DEFAULT_PRECISION
 
     repo = tmp_path / "repo"
-    config = repo / "session_transformer" / "config.pbtxt"
+    config = repo / NAME / "config.pbtxt"
     assert export.config_precision(export.CONFIG_TEMPLATE.read_text()) == DEFAULT_PRECISION
     assert export_model(model_dir, repo) == 1
     assert export.config_precision(config.read_text()) == DEFAULT_PRECISION  # from the template
@@ -93,7 +96,7 @@ def test_the_precision_travels_in_the_model_config(tmp_path, model_dir):
     config.write_text(text.replace('string_value: "int8"', 'string_value: "int4"'))
     with pytest.raises(ValueError, match="precision must be one of"):
         export_model(model_dir, repo)  # refused before a version is written
-    assert versions(repo / "session_transformer") == [1, 2, 3]
+    assert versions(repo / NAME) == [1, 2, 3]
 
 
 def test_a_config_without_a_precision_gets_one():
@@ -107,7 +110,7 @@ def test_a_config_without_a_precision_gets_one():
 def test_the_served_catalogue_is_the_newest_versions_training_data(tmp_path, model_dir):
     import json
 
-    repo, target = tmp_path / "repo", tmp_path / "repo" / "session_transformer"
+    repo, target = tmp_path / "repo", tmp_path / "repo" / NAME
     assert export.served_catalogue(target) is None and not export.serves_catalogue(target, "synthetic")
     cases = [({"format": "synthetic"}, "synthetic"), ({"format": "diginetica"}, "diginetica"),
              ({"source": "retrain", "catalogue": "synthetic"}, "synthetic"),  # a retrain names the site's

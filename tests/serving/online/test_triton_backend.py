@@ -113,10 +113,11 @@ def load(pb, thread_calls, tmp_path):
     sys.modules.pop("serving.online.triton_backend", None)
     backend = importlib.import_module("serving.online.triton_backend")
 
-    def make(config=None):
+    def make(config=None, kind="CPU", device_id="0"):
         instance = backend.TritonPythonModel()
         instance.initialize({"model_config": json.dumps(config or model_config()),
-                             "model_repository": str(tmp_path), "model_version": "1"})
+                             "model_repository": str(tmp_path), "model_version": "1",
+                             "model_instance_kind": kind, "model_instance_device_id": device_id})
         return instance
 
     return make
@@ -249,5 +250,27 @@ def test_the_served_precision_comes_from_the_model_config(pb, load):
 
 def test_int8_is_served_on_the_cpu_when_a_gpu_is_there(load, monkeypatch, thread_calls):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    backend = load(model_config(PRECISION="int8", CPU_THREADS="1"))
+    backend = load(model_config(PRECISION="int8", CPU_THREADS="1"), kind="GPU")
     assert backend.device == "cpu" and thread_calls == [1]
+
+
+def test_the_device_is_the_instance_kind_triton_passes(load, monkeypatch, thread_calls):
+    """A KIND_CPU instance stays on the CPU on a GPU host; a KIND_GPU one goes to its own device."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert load().device == "cpu"
+    moved = []
+    monkeypatch.setattr(SessionTransformer, "to", lambda self, device: moved.append(device) or self)
+    assert load(kind="GPU", device_id="1").device == "cuda:1" and moved[-1] == "cuda:1"
+    assert thread_calls == [1]  # only the CPU instance set its threads
+
+
+def test_the_parameter_defaults_are_the_config_pbtxt_values(load, pb):
+    """One source of truth: a config that names no parameter is served as config.pbtxt says."""
+    backend_module = sys.modules["serving.online.triton_backend"]
+    text = CONFIG_PBTXT.read_text()
+    assert dict(re.findall(r'key: "(\w+)", value: \{ string_value: "([^"]*)" \}', text)) == backend_module.PARAMETERS
+    config = model_config()
+    config["parameters"] = {}
+    bare, full = load(config), load()
+    assert (bare.n_candidates, bare.attribute, bare.window, bare.precision) == \
+        (full.n_candidates, full.attribute, full.window, full.precision) == (50, True, 10, "fp32")

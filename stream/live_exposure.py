@@ -8,7 +8,7 @@ Every recommended slot (model pick or popular top-up) counts once for its item. 
   items it has seen (ties at that boundary count as head, so the head can hold a little more than
   20%; the threshold is refreshed with the gauges). ``long``: every other item, including items the
   worker has not seen in an event. The same split as serving.offline.exposure's long-tail share,
-  with the worker's live counts in place of the training counts.
+  with the worker's live counts in place of the training counts (contract/exposure.py has both's definitions).
 * ``reco_exposure_gini``: Gini coefficient of slots per item over every item the worker knows (seen
   in an event or recommended), never-recommended items included as zeros.
 * ``reco_exposure_coverage_items`` / ``reco_exposure_catalogue_items``: distinct items recommended,
@@ -26,21 +26,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from contract.exposure import HEAD_FRACTION
+from contract.exposure import gini as exposure_gini
 from stream import metrics
 from stream.popularity import Popularity
-
-HEAD_FRACTION = 0.2
-
-
-def gini_with_zeros(values: Iterable[int], zeros: int = 0) -> float:
-    """Gini coefficient of ``values`` plus ``zeros`` more zero values (serving.offline.exposure.gini)."""
-    x = np.sort(np.fromiter(values, dtype=np.float64))
-    n = x.size + zeros
-    total = x.sum()
-    if n == 0 or total <= 0:
-        return 0.0
-    i = np.arange(zeros + 1, n + 1, dtype=np.float64)  # the zeros take ranks 1..zeros
-    return float(2.0 * (i * x).sum() / (n * total) - (n + 1.0) / n)
 
 
 class Exposure:
@@ -86,7 +75,7 @@ class Exposure:
         seen = self.popularity.counts
         unseen_recommended = sum(1 for item in self.counts if item not in seen)
         catalogue = len(seen) + unseen_recommended
-        gini = gini_with_zeros(self.counts.values(), catalogue - len(self.counts))
+        gini = exposure_gini(self.counts.values(), catalogue - len(self.counts))
         metrics.EXPOSURE_GINI.set(gini)
         metrics.EXPOSURE_COVERAGE.set(len(self.counts))
         metrics.EXPOSURE_CATALOGUE.set(catalogue)
