@@ -252,9 +252,17 @@ class SessionTransformer(nn.Module):
         att = torch.einsum("bd,bld->bl", self.copy_q(last), copy_keys) / math.sqrt(self.cfg.d_model)  # [B, L]
         dist = L - 1 - torch.arange(L, device=items.device)  # [L]
         alpha, log_g, log_1mg = self.pointer(last, att, dist, items > 0)
-        copy = torch.zeros_like(logits).scatter_add_(1, items, alpha)[:, 1:]  # [B, n_items]: mass per item
-        out = self.mix(logits[:, 1:].log_softmax(-1), copy, log_g, log_1mg)
-        return F.pad(out, (1, 0), value=float("-inf"))  # column 0 = padding (outside the mix: no NaN gradient)
+        gen = F.pad(logits[:, 1:].log_softmax(-1), (1, 0), value=float("-inf"))  # [B, n_items + 1]
+        # Pointer mass is 0 off the session's items, where the mix is log(1 - g) + gen exactly: mix
+        # only at the session's items [B, L], each item once (its most recent position; the others
+        # and padding, with a finite stand-in, write to column 0, reset to -inf after: one write and
+        # one gradient per item, no NaN).
+        mass = torch.zeros_like(logits).scatter_add_(1, items, alpha).gather(1, items)  # [B, L]: mass of each item
+        mixed = self.mix(gen.gather(1, items).masked_fill(items == 0, 0.0), mass, log_g, log_1mg)
+        again = (items[:, :, None] == items[:, None, :]).triu(1).any(-1)  # [B, L]: the item recurs later
+        out = (log_1mg[:, None] + gen).scatter(1, items.masked_fill(again, 0), mixed)
+        out[:, 0] = float("-inf")  # padding is never recommended
+        return out
 
     def score_last(self, items: torch.Tensor, types: torch.Tensor,
                    categories: torch.Tensor | None = None) -> torch.Tensor:
