@@ -117,6 +117,22 @@ def test_every_setting_is_in_the_configuration_page():
     assert not missing, f"docs/configuration.md lacks {missing}"
 
 
+TEST_REFERENCE = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_named_test_exists(page: Path):
+    """The Guarantees table names the test that checks each guarantee: a renamed or deleted test
+    must not leave the table pointing at nothing."""
+    missing = []
+    for path, name in TEST_REFERENCE.findall(page.read_text(encoding="utf-8")):
+        source = ROOT / path
+        if not source.is_file() or not re.search(rf"^\s*(async\s+)?def {name}\(", source.read_text(encoding="utf-8"),
+                                                 re.MULTILINE):
+            missing.append(f"{path}::{name}")
+    assert not missing, f"{page.relative_to(ROOT)} names tests that do not exist: {missing}"
+
+
 @pytest.mark.parametrize(("heading", "anchor"), [
     ("Triton's model environment", "tritons-model-environment"),
     ("Summary: the 2026-11-27 defaults against item-kNN and the targets",
