@@ -191,3 +191,17 @@ def test_triton_outage_serves_fallbacks_and_returns_to_the_model(collect):
     send.flush()
     recs, _ = collect(tag, want_recs=50, want_dlq=0, deadline_s=60)
     assert len(recs) == 50 and all(r["fallback"] is None for r in recs.values())
+
+
+def test_a_redis_restart_keeps_the_online_state():
+    """Redis runs with an append-only file: a row written before a stop is read back after the start."""
+    from features.state import OnlineState, SessionState
+    from features.store import OnlineFeatures
+
+    settings = get_settings()
+    session = f"aof{uuid.uuid4().hex[:8]}"
+    state = SessionState(("i1", "i2"), ("view", "click"), (), ("e1", "e2"), 2, int(time.time() * 1000))
+    OnlineFeatures(settings).write(OnlineState(sessions={session: state}))
+    subprocess.run(["bash", "deploy/down.sh", "redis"], check=True)
+    subprocess.run(["bash", "deploy/up.sh", "redis"], check=True)
+    assert OnlineFeatures(settings).read_sessions([session])[session] == state
