@@ -177,8 +177,8 @@ class Pipeline:
     async def recommend(self, folded: Folded) -> BatchResult:
         """The stages that only read the state, so they may run while the next batch is being
         folded: they change no session, item or user (a miss fills the worker's memory from Feast,
-        as any read does) and no count; metrics aside. What a published batch changes is
-        :meth:`learn`'s."""
+        as any read does) and no count; metrics and the catalogue-mismatch warning aside. What a
+        published batch changes is :meth:`learn`'s."""
         if not folded.events:
             return BatchResult(dead_letters=folded.dead)
         events, sessions = [r.event for r in folded.events], [r.session for r in folded.events]
