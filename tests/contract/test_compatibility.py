@@ -166,7 +166,7 @@ def schema_accepts(raw: bytes) -> bool:
 values = st.one_of(st.none(), st.booleans(), st.integers(-10, 5_000_000_000_000),
                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=210),
                    st.sampled_from(["view", "click", "add_to_cart", "purchase", "", "x" * 200, "x" * 201,
-                                    "é" * 200, "é" * 201]),
+                                    "é" * 200, "é" * 201, "😀" * 200, "😀" * 201]),  # code points
                    st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
 
 
