@@ -22,6 +22,7 @@ from tenacity import retry, stop_after_delay, wait_exponential
 from contract.messages import Erasure
 from contract.settings import Settings, get_settings
 from features.cache import StateCache
+from features.privacy import require_key
 from features.store import OnlineFeatures
 from serving.online.client import TritonRanker
 from stream import metrics
@@ -69,9 +70,7 @@ def freeze_startup_objects() -> None:
 
 def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings or get_settings()
-    if not settings.pseudonym_key.get_secret_value():
-        raise SystemExit("RECO_PSEUDONYM_KEY is not set: `make setup` writes one to .stack/secrets.env, "
-                         "and deploy/up.sh passes it to the worker")
+    require_key(settings.pseudonym_key.get_secret_value())  # refuses an empty key
     (settings.run_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.consumer_group,
