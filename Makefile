@@ -63,17 +63,28 @@ WAIT_NEWEST = newest=$$(ls model_repo/session_transformer | grep -E '^[0-9]+$$' 
 	for _ in $$(seq 60); do curl -sf "127.0.0.1:$${RECO_TRITON_HTTP_PORT:-8000}/v2/models/session_transformer/versions/$$newest/ready" \
 		&& break; sleep 1; done
 
+# The demo trains for at most DEMO_TRAIN_MINUTES and prints whether the model beats popular items.
+TRAIN_MINUTES ?= 5
+DEMO_TRAIN_MINUTES ?= 2
+STEP = @printf '\n[%s] demo %s\n' "$$(date +%H:%M:%S)"
+
 train: setup      ## train on DATA (synthetic, seeded; or diginetica) and export a new Triton model version
 	@[[ -n "$(TRAIN_ARGS_$(DATA))" ]] || { echo "DATA must be synthetic or diginetica, not '$(DATA)'" >&2; exit 2; }
-	$(PY) -m serving.offline.train $(TRAIN_ARGS_$(DATA)) --seed 0 --max-minutes 5 \
+	$(PY) -m serving.offline.train $(TRAIN_ARGS_$(DATA)) --seed 0 --max-minutes $(TRAIN_MINUTES) \
 		--out $(MODEL_DIR_$(DATA)) --export model_repo
 
-demo: setup       ## stack up, train on DATA unless served, replay DATA's events, print recommendations
+demo:             ## stack up, train on DATA unless served, replay DATA's events, print recommendations
+	$(STEP) "1/5 setup: system packages, venv from the lock, Kafka jars, Triton (idempotent)"
+	@$(MAKE) --no-print-directory setup
+	$(STEP) "2/5 Kafka, Redis and Prometheus"
 	bash deploy/up.sh kafka redis prometheus
-	$(SERVES_DATA) || $(MAKE) train DATA=$(DATA)
+	$(STEP) "3/5 model: train on $(DATA) (at most $(DEMO_TRAIN_MINUTES) min) unless model_repo serves one"
+	$(SERVES_DATA) || $(MAKE) --no-print-directory train DATA=$(DATA) TRAIN_MINUTES=$(DEMO_TRAIN_MINUTES)
+	$(STEP) "4/5 Triton and the worker"
 	bash deploy/down.sh worker    # a worker left running may be another catalogue's (RECO_CATALOGUE)
 	RECO_CATALOGUE=$(DATA) bash deploy/up.sh triton worker
 	$(WAIT_NEWEST)
+	$(STEP) "5/5 replay $(DEMO_EVENTS) events of $(DATA) and print recommendations"
 	tag=demo$$(date +%s); \
 	$(PY) -m stream.produce $(REPLAY_ARGS_$(DATA)) --limit $(DEMO_EVENTS) --rate 200 --session-prefix $$tag- && \
 	$(PY) -m stream.tail --from-beginning --session-prefix $$tag- --show 3 --max $(DEMO_EVENTS) --timeout-s 60
