@@ -63,14 +63,15 @@ WAIT_NEWEST = newest=$$(ls model_repo/session_transformer | grep -E '^[0-9]+$$' 
 	for _ in $$(seq 60); do curl -sf "127.0.0.1:$${RECO_TRITON_HTTP_PORT:-8000}/v2/models/session_transformer/versions/$$newest/ready" \
 		&& break; sleep 1; done
 
-# The demo trains for at most DEMO_TRAIN_MINUTES and prints whether the model beats popular items.
+# The demo trains for at most DEMO_TRAIN_MINUTES (plus one refit epoch) and prints whether the model
+# beats popular items. TRAIN_EXTRA: more options for serving.offline.train.
 TRAIN_MINUTES ?= 5
 DEMO_TRAIN_MINUTES ?= 2
 STEP = @printf '\n[%s] demo %s\n' "$$(date +%H:%M:%S)"
 
 train: setup      ## train on DATA (synthetic, seeded; or diginetica) and export a new Triton model version
 	@[[ -n "$(TRAIN_ARGS_$(DATA))" ]] || { echo "DATA must be synthetic or diginetica, not '$(DATA)'" >&2; exit 2; }
-	$(PY) -m serving.offline.train $(TRAIN_ARGS_$(DATA)) --seed 0 --max-minutes $(TRAIN_MINUTES) \
+	$(PY) -m serving.offline.train $(TRAIN_ARGS_$(DATA)) --seed 0 --max-minutes $(TRAIN_MINUTES) $(TRAIN_EXTRA) \
 		--out $(MODEL_DIR_$(DATA)) --export model_repo
 
 demo:             ## stack up, train on DATA unless served, replay DATA's events, print recommendations
@@ -79,7 +80,8 @@ demo:             ## stack up, train on DATA unless served, replay DATA's events
 	$(STEP) "2/5 Kafka, Redis and Prometheus"
 	bash deploy/up.sh kafka redis prometheus
 	$(STEP) "3/5 model: train on $(DATA) (at most $(DEMO_TRAIN_MINUTES) min) unless model_repo serves one"
-	$(SERVES_DATA) || $(MAKE) --no-print-directory train DATA=$(DATA) TRAIN_MINUTES=$(DEMO_TRAIN_MINUTES)
+	$(SERVES_DATA) || $(MAKE) --no-print-directory train DATA=$(DATA) TRAIN_MINUTES=$(DEMO_TRAIN_MINUTES) \
+		TRAIN_EXTRA="--refit-epochs 1"  # the refit runs after the budget: one epoch of it for the demo
 	$(STEP) "4/5 Triton and the worker"
 	bash deploy/down.sh worker    # a worker left running may be another catalogue's (RECO_CATALOGUE)
 	RECO_CATALOGUE=$(DATA) bash deploy/up.sh triton worker

@@ -20,7 +20,7 @@ make --no-print-directory lint
 # The tests replay the synthetic catalogue: a model of it must be the one served (not, say, the one
 # `make demo DATA=diginetica` trained).
 if ! "$PY" -m serving.online.export synthetic; then
-    "$PY" -m serving.offline.train --format synthetic --sessions 5000 --data-seed 0 --seed 0 --epochs 3 --no-progress \
+    "$PY" -m serving.offline.train --format synthetic --sessions 5000 --data-seed 0 --seed 0 --epochs 3 --refit-epochs 1 --no-progress \
         --out "$RUN_DIR/test-model" --export model_repo
 fi
 trap 'bash deploy/down.sh' EXIT
