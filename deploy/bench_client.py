@@ -185,14 +185,16 @@ class Confluent:
     """confluent-kafka: librdkafka in C, TLS in OpenSSL; its threads' CPU is this process's too."""
 
     def __init__(self, options: dict):
-        self.config = librdkafka_config(options)
+        # Nagle off, as kafka-python (TCP_NODELAY) and the Java clients: librdkafka leaves it on.
+        self.config = librdkafka_config(options) | {"socket.nagle.disable": True}
+        self._probe = None
 
     def create_topic(self, name: str, partitions: int) -> None:
         from confluent_kafka import KafkaError, KafkaException
         from confluent_kafka.admin import AdminClient, NewTopic
 
-        future = AdminClient(self.config).create_topics([NewTopic(name, num_partitions=partitions,
-                                                                  replication_factor=1)])[name]
+        admin = AdminClient(self.config)  # held until the result is in: its handle serves the future
+        future = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name]
         try:
             future.result(30)
         except KafkaException as error:
@@ -240,14 +242,16 @@ class Confluent:
         return sorted(metadata.partitions)
 
     def end_offsets(self, topic: str) -> dict[int, int]:
-        from confluent_kafka import TopicPartition
+        from confluent_kafka import Consumer, TopicPartition
 
-        consumer = self._consumer()
-        try:
-            return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-                    for p in self._partitions(consumer, topic)}
-        finally:
-            consumer.close()
+        if self._probe is None:
+            # One probe for every call (drain.py asks every 2 s). librdkafka insists on a group.id
+            # and opens a coordinator connection for it, whose teardown at exit it logs as a SASL
+            # error: the probe logs critical lines only (its failures raise here anyway).
+            self._probe = Consumer({**self.config, "group.id": f"bench-probe-{uuid.uuid4().hex[:8]}",
+                                    "enable.auto.commit": False, "log_level": 2})
+        return {p: self._probe.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                for p in self._partitions(self._probe, topic)}
 
     def reader(self, topic: str, offsets: dict[int, int] | None = None) -> "Reader":
         from confluent_kafka import TopicPartition
@@ -259,11 +263,13 @@ class Confluent:
         consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in self._partitions(consumer, topic)])
 
         def poll(timeout_s: float) -> list[Record]:
-            out = []
-            for message in consumer.consume(num_messages=10_000, timeout=timeout_s):
-                if message.error() is None:
-                    out.append((message.value(), message.timestamp()[1]))
-            return out
+            # consume(n, timeout) waits for all n or the timeout: wait for the first record only,
+            # then take what is already here.
+            first = consumer.poll(timeout_s)
+            if first is None:
+                return []
+            messages = [first, *consumer.consume(num_messages=10_000, timeout=0)]
+            return [(m.value(), m.timestamp()[1]) for m in messages if m.error() is None]
 
         return Reader(poll, consumer.close)
 
