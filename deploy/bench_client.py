@@ -114,6 +114,7 @@ class KafkaPython:
 
     def __init__(self, options: dict):
         self.options = options
+        self._probe = None
 
     def create_topic(self, name: str, partitions: int) -> None:
         from kafka import KafkaAdminClient
@@ -137,12 +138,10 @@ class KafkaPython:
     def end_offsets(self, topic: str) -> dict[int, int]:
         from kafka import KafkaConsumer, TopicPartition
 
-        probe = KafkaConsumer(**self.options)
-        try:
-            partitions = [TopicPartition(topic, p) for p in probe.partitions_for_topic(topic) or []]
-            return {tp.partition: offset for tp, offset in probe.end_offsets(partitions).items()}
-        finally:
-            probe.close()
+        if self._probe is None:  # one for every call (drain.py asks every 2 s)
+            self._probe = KafkaConsumer(**self.options)
+        partitions = [TopicPartition(topic, p) for p in self._probe.partitions_for_topic(topic) or []]
+        return {tp.partition: offset for tp, offset in self._probe.end_offsets(partitions).items()}
 
     def reader(self, topic: str, offsets: dict[int, int] | None = None) -> "Reader":
         """Reads ``topic`` from ``offsets`` (partition -> offset), or from its end now."""
