@@ -133,7 +133,8 @@ async def test_old_and_new_producers_get_recommendations_and_a_broken_one_a_dead
     new = {**GOOD, "event_id": "new", "session_id": "s2", **EXTRA}
     broken = encode({k: v for k, v in {**GOOD, "event_id": "broken"}.items() if k != "item_id"})
     raws = [encode(old), encode(new), broken]
-    result = await pipeline.process([RawMessage(raw, "events", 3, 40 + n) for n, raw in enumerate(raws)])
+    result = await pipeline.recommend(await pipeline.fold([RawMessage(raw, "events", 3, 40 + n)
+                                                           for n, raw in enumerate(raws)]))
 
     assert [r.event_id for r in result.recommendations] == ["old", "new"]
     assert [r.fallback for r in result.recommendations] == [None, None]
