@@ -388,7 +388,6 @@ def main(
         if model is not None:
             raise typer.BadParameter("--format sessions evaluates the baselines (--baseline)")
         res = evaluate_sessions(baseline, data, split, protocol, seed)
-        res |= {"seconds": round(time.time() - t0, 1)}
         print(json.dumps(res) if json_out else "\n".join(f"{k:>22}: {v}" for k, v in res.items()))
         return
     sess = load(data_format, data, sessions=sessions, seed=data_seed)
@@ -417,10 +416,12 @@ def main(
 def evaluate_sessions(baseline: str, data: Path, split: str = "test", protocol: str = SESSIONS,
                       seed: int = 0) -> dict:
     """One baseline on the session benchmark in ``data``: fit on the sessions before the validation
-    ones for ``split="valid"``, on every training session for ``"test"``."""
+    ones for ``split="valid"``, on every training session for ``"test"``. ``seconds``: reading,
+    fitting and scoring."""
     from serving.offline.data import load_session_benchmark
     from serving.offline.sequences import session_split
 
+    t0 = time.time()
     train, test = load_session_benchmark(data)
     n_items = int(max(max(s.max() for s in train), max(s.max() for s in test)))
     sp = session_split(train, test, n_items)
@@ -430,7 +431,8 @@ def evaluate_sessions(baseline: str, data: Path, split: str = "test", protocol: 
     res = evaluate_scorer(scorer, ev, n_items, seed=seed, protocols=(protocol,),
                           train_counts=item_counts(fit, n_items))[protocol]
     res = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()}
-    return res | {"model": baseline, "protocol": protocol, "split": split, "diversity": 0.0}
+    return res | {"model": baseline, "protocol": protocol, "split": split, "diversity": 0.0,
+                  "seconds": round(time.time() - t0, 1)}
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from serving.offline.evaluate import (
 from serving.offline.sequences import build_vocab_and_split, encode, leave_last_out
 
 COLUMNS = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr@20", "coverage@10", "users")
-SESSION_COLUMNS = ("p@20_pct", "mrr@20_pct", "hr@10", "ndcg@10", "coverage@10", "users")
+SESSION_COLUMNS = ("p@20_pct", "mrr@20_pct", "hr@10", "ndcg@10", "coverage@10", "users", "seconds")
 Row = tuple[str, str, dict, str]  # (model label, protocol, metrics, training)
 
 
@@ -63,7 +63,7 @@ def mean_rows(rows: list[Row]) -> list[Row]:
 
 def cell(metrics: dict, column: str) -> str:
     value = metrics[column]
-    return value if isinstance(value, str) else str(value) if column == "users" else f"{value:.4f}"
+    return value if isinstance(value, str) else str(value) if column in ("users", "seconds") else f"{value:.4f}"
 
 
 cli = typer.Typer(add_completion=False)

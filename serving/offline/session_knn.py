@@ -58,13 +58,14 @@ class KnnConfig:
     idf: bool = False
 
 
-# the chosen values (``python -m serving.offline.session_knn``, on validation; docs/results.md)
+# the values chosen on validation (``python -m serving.offline.session_knn``, docs/session-knn-grid.json):
+# the grid point with the best validation MRR@20
 TUNED: dict[str, KnnConfig] = {
-    "sknn": KnnConfig(k=100, m=1000, weighting="none", normalize=True),
-    "vsknn": KnnConfig(k=100, m=1000, weighting="linear"),
-    "stan": KnnConfig(k=100, m=1000, weighting="exp", lambda_pos=4.0, normalize=True, lambda_recency=0.0,
+    "sknn": KnnConfig(k=100, m=500, weighting="none", normalize=True),
+    "vsknn": KnnConfig(k=50, m=500, weighting="linear", idf=True),
+    "stan": KnnConfig(k=100, m=1000, weighting="exp", lambda_pos=1.0, normalize=True, lambda_recency=50_000.0,
                       lambda_item=4.0),
-    "vmis": KnnConfig(k=100, m=500, sampling="per_item", weighting="linear"),
+    "vmis": KnnConfig(k=50, m=1000, sampling="per_item", weighting="linear", idf=True),
 }
 
 
@@ -215,8 +216,8 @@ def grid(method: str) -> list[KnnConfig]:
     base = TUNED[method]
     if method == "stan":
         return [replace(base, lambda_pos=a, lambda_recency=b, lambda_item=c)
-                for a, b, c in itertools.product((1.0, 4.0), (0.0, 50_000.0), (0.0, 4.0))]
-    ks, ms = (100, 200), (500, 1000)
+                for a, b, c in itertools.product((1.0, 2.0, 4.0), (0.0, 50_000.0), (0.0, 2.0, 4.0, 8.0))]
+    ks, ms = (50, 100, 200), ((250, 500, 1000) if method == "vmis" else (500, 1000))
     idfs = (False,) if method == "sknn" else (False, True)
     return [replace(base, k=k, m=m, idf=i) for k, m, i in itertools.product(ks, ms, idfs)]
 
