@@ -9,7 +9,7 @@ SERVICES ?=
 # web port 6066 + i - 1, all scraped by Prometheus; `make down` stops every worker.
 WORKERS ?= 1
 
-.PHONY: setup up down train demo test bench report lint lock faults retrain rollback
+.PHONY: setup up down train demo test bench report lint lock faults retrain rollback gpu-check
 
 setup:            ## idempotent: apt packages, venvs, pip deps (from requirements.lock), Maven jars, Triton
 	bash deploy/setup.sh
@@ -63,18 +63,31 @@ WAIT_NEWEST = newest=$$(ls model_repo/session_transformer | grep -E '^[0-9]+$$' 
 	for _ in $$(seq 60); do curl -sf "127.0.0.1:$${RECO_TRITON_HTTP_PORT:-8000}/v2/models/session_transformer/versions/$$newest/ready" \
 		&& break; sleep 1; done
 
+# The demo trains for at most DEMO_TRAIN_MINUTES (plus one refit epoch) and prints whether the model
+# beats popular items. TRAIN_EXTRA: more options for serving.offline.train.
+TRAIN_MINUTES ?= 5
+DEMO_TRAIN_MINUTES ?= 2
+STEP = @printf '\n[%s] demo %s\n' "$$(date +%H:%M:%S)"
+
 train: setup      ## train on DATA (synthetic, seeded; or diginetica) and export a new Triton model version
 	@[[ -n "$(TRAIN_ARGS_$(DATA))" ]] || { echo "DATA must be synthetic or diginetica, not '$(DATA)'" >&2; exit 2; }
-	$(PY) -m serving.offline.train $(TRAIN_ARGS_$(DATA)) --seed 0 --max-minutes 5 \
+	$(PY) -m serving.offline.train $(TRAIN_ARGS_$(DATA)) --seed 0 --max-minutes $(TRAIN_MINUTES) $(TRAIN_EXTRA) \
 		--out $(MODEL_DIR_$(DATA))
 	$(PY) -m serving.online.export publish $(MODEL_DIR_$(DATA)) --repo model_repo
 
-demo: setup       ## stack up, train on DATA unless served, replay DATA's events, print recommendations
+demo:             ## stack up, train on DATA unless served, replay DATA's events, print recommendations
+	$(STEP) "1/5 setup: system packages, venv from the lock, Kafka jars, Triton (idempotent)"
+	@$(MAKE) --no-print-directory setup
+	$(STEP) "2/5 Kafka, Redis and Prometheus"
 	bash deploy/up.sh kafka redis prometheus
-	$(SERVES_DATA) || $(MAKE) train DATA=$(DATA)
+	$(STEP) "3/5 model: train on $(DATA) (at most $(DEMO_TRAIN_MINUTES) min) unless model_repo serves one"
+	$(SERVES_DATA) || $(MAKE) --no-print-directory train DATA=$(DATA) TRAIN_MINUTES=$(DEMO_TRAIN_MINUTES) \
+		TRAIN_EXTRA="--refit-epochs 1"  # the refit runs after the budget: one epoch of it for the demo
+	$(STEP) "4/5 Triton and the worker"
 	bash deploy/down.sh worker    # a worker left running may be another catalogue's (RECO_CATALOGUE)
 	RECO_CATALOGUE=$(DATA) bash deploy/up.sh triton worker
 	$(WAIT_NEWEST)
+	$(STEP) "5/5 replay $(DEMO_EVENTS) events of $(DATA) and print recommendations"
 	tag=demo$$(date +%s); \
 	$(PY) -m tools.produce $(REPLAY_ARGS_$(DATA)) --limit $(DEMO_EVENTS) --rate 200 --session-prefix $$tag- && \
 	$(PY) -m tools.tail --from-beginning --session-prefix $$tag- --show 3 --max $(DEMO_EVENTS) --timeout-s 60
@@ -112,3 +125,6 @@ bench: setup      ## training throughput, faithfulness and its cost, streaming t
 faults: setup     ## inject each fault (worker kill, broker restart, Triton and Redis outages) under load; print a table
 	bash deploy/up.sh
 	$(PY) deploy/faults.py
+
+gpu-check: setup  ## Triton with KIND_GPU on a copy of the served model: seq/s at batch 64..1024, scores vs a CPU run
+	bash deploy/gpu_check.sh $(GPU_CHECK_ARGS)

@@ -48,7 +48,8 @@ class RecommendedItem(BaseModel):
 class Recommendation(BaseModel):
     """Published once per valid event, keyed by session_id."""
 
-    model_config = ConfigDict(frozen=True)
+    # Every field is always serialised (fallback as null too): the published schema says so.
+    model_config = ConfigDict(frozen=True, json_schema_serialization_defaults_required=True)
 
     event_id: str
     session_id: str
@@ -64,10 +65,10 @@ class DeadLetter(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    raw: str
+    raw: str = Field(description="the message's bytes, exactly: as text or base64 (raw_encoding)")
     raw_encoding: Literal["text", "base64"]
     reason: DlqReason
-    error: str  # human-readable detail
+    error: str = Field(description="human-readable detail")
     topic: str
     partition: int
     offset: int
@@ -143,8 +144,10 @@ def parse_event(raw: bytes, max_bytes: int) -> Event:
         return Event.model_validate(payload)
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False)
-        reason: DlqReason = "unknown_event_type" if any(e["loc"] == ("event_type",) for e in errors) \
-            else "invalid_schema"
+        # unknown_event_type: a type this consumer does not know yet (a newer producer, see
+        # docs/contract.md); a missing or non-string event_type is a malformed event.
+        reason: DlqReason = "unknown_event_type" if isinstance(payload.get("event_type"), str) \
+            and any(e["loc"] == ("event_type",) for e in errors) else "invalid_schema"
         detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in errors)
         raise InvalidEvent(reason, detail[:500]) from None
     except RecursionError:  # a deep value in a field the model reads

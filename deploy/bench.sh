@@ -7,6 +7,10 @@
 #   BENCH_BURST=10000                     events of the burst run (capacity)
 #   BENCH_STORES="redis sqlite"           Feast online stores to sweep (the worker restarts for each)
 #   BENCH_QUICK=1                         skip training and faithfulness (the streaming part only)
+#   BENCH_DRAIN=30000                     events of the drain run (the worker stopped, a backlog written,
+#                                         the worker started: deploy/drain.py); 0 skips it
+#   BENCH_CLIENT=confluent                the outside client's Kafka library: confluent (librdkafka, the
+#                                         default when installed) or kafka (kafka-python, pure Python)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -14,6 +18,12 @@ load_settings
 RATES=${BENCH_RATES:-100 200 500 1000 2000}
 SECONDS_PER_RATE=${BENCH_SECONDS:-30}
 BURST=${BENCH_BURST:-10000}
+DRAIN=${BENCH_DRAIN:-30000}
+CLIENT=${BENCH_CLIENT:-confluent}
+if [[ $CLIENT == confluent ]] && ! "$PY" -c 'import confluent_kafka' 2>/dev/null; then
+    log "confluent-kafka is not installed (\`make setup\` after \`make lock\` installs it): the client is kafka-python"
+    CLIENT=kafka
+fi
 STORES=${BENCH_STORES:-redis sqlite}
 MODEL_DIR=${MODEL_DIR:-$RUN_DIR/model}
 OUT=${BENCH_OUT:-reports/bench-$(date +%Y%m%d-%H%M%S)}
@@ -30,23 +40,27 @@ served=$(ls -d "$MODEL_REPO/$MODEL_NAME"/[0-9]* | sort -V | tail -1)
 log "compute floor: $served in-process"
 "$PY" -m serving.offline.bench_compute --model "$served" --batch-sizes 8,32,64 --seconds 3 | tee -a "$OUT.jsonl"
 log "transport floor: Kafka round trip"
-"$PY" -m tools.bench_client --echo --rate 200 --seconds 10 | tee -a "$OUT.jsonl"
+"$PY" -m tools.bench_client --client "$CLIENT" --echo --rate 200 --seconds 10 | tee -a "$OUT.jsonl"
 
 for store in $STORES; do
     bash deploy/down.sh worker
     RECO_ONLINE_STORE=$store bash deploy/up.sh worker
-    "$PY" -m tools.bench_client --rate 100 --seconds 5 >/dev/null  # warm the worker's state and Triton
+    "$PY" -m tools.bench_client --client "$CLIENT" --rate 100 --seconds 5 >/dev/null  # warm the worker's state and Triton
     for rate in $RATES; do
         log "$store: $rate events/s for ${SECONDS_PER_RATE}s"
-        "$PY" -m tools.bench_client --rate "$rate" --seconds "$SECONDS_PER_RATE" \
+        "$PY" -m tools.bench_client --client "$CLIENT" --rate "$rate" --seconds "$SECONDS_PER_RATE" \
             | "$PY" -c "import json,sys; d=json.load(sys.stdin); d['store']='$store'; print(json.dumps(d))" \
             | tee -a "$OUT.jsonl"
     done
     log "$store: burst of $BURST events"
-    "$PY" -m tools.bench_client --rate 0 --events "$BURST" \
+    "$PY" -m tools.bench_client --client "$CLIENT" --rate 0 --events "$BURST" \
         | "$PY" -c "import json,sys; d=json.load(sys.stdin); d['store']='$store'; print(json.dumps(d))" \
         | tee -a "$OUT.jsonl"
 done
 bash deploy/down.sh worker
 bash deploy/up.sh worker  # back to the configured store
+if (( DRAIN > 0 )); then
+    log "drain: $DRAIN events written while the worker is stopped, then drained"
+    "$PY" deploy/drain.py --client "$CLIENT" --events "$DRAIN" | tee -a "$OUT.jsonl"
+fi
 "$PY" deploy/bench_report.py "$OUT.jsonl" --png "$OUT.png" | tee "$OUT.md"

@@ -4,7 +4,8 @@ PNG of latency against load.
     .venv/bin/python deploy/bench_report.py reports/bench.jsonl --png reports/bench-latency.png
 
 Input lines: bench_client.py runs (``mode`` recommendations or echo, with a ``store`` added by
-bench.sh) and serving.online.bench_compute lines (``method``, ``batch_size``, ``events_per_s``).
+bench.sh), serving.online.bench_compute lines (``method``, ``batch_size``, ``events_per_s``) and
+deploy/drain.py's (``mode`` drain).
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def main() -> None:
     runs = [r for r in lines if r.get("mode") == "recommendations"]
     echo = [r for r in lines if r.get("mode") == "echo"]
     compute = [r for r in lines if "method" in r]
+    drains = [r for r in lines if r.get("mode") == "drain"]
 
     print(f"machine: {platform.node()} {platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores")
     print(table(runs))
@@ -65,6 +67,12 @@ def main() -> None:
             above = fmt(low["p50_ms"] - transport_p50)
             parts.append(f"p50 at {low['offered_per_s']}/s minus transport p50: {above} ms")
         print("; ".join(parts))
+    for d in drains:
+        print(f"drain: {d['events']:,} events written while the worker was stopped, drained at "
+              f"{fmt(d['drain_per_s'])}/s (the recommendations' record timestamps, middle "
+              f"{100 * d['middle']:.0f}%); first {fmt(d['first_after_start_s'], 1)} s, last "
+              f"{fmt(d['last_after_start_s'], 1)} s after the worker's start; lost {d['lost']}, "
+              f"duplicated {d['duplicated']}, fallbacks {d['fallbacks']} (client: {d['client']})")
 
     if args.png:
         import matplotlib

@@ -48,7 +48,7 @@ if (( ${#missing[@]} )); then
     SUDO=; (( EUID == 0 )) || SUDO=sudo
     export DEBIAN_FRONTEND=noninteractive
     apt_updated=
-    apt_update() { [[ -n $apt_updated ]] || { $SUDO apt-get update; apt_updated=1; }; }
+    apt_update() { [[ -n $apt_updated ]] || { $SUDO apt-get update -qq; apt_updated=1; }; }
     # Whether the archives in apt's lists offer PKG at exactly VERSION (`apt-cache show pkg=v`
     # succeeds even for a version it does not know).
     apt_has() { apt-cache madison "$1" 2>/dev/null | awk -F' *[|] *' -v v="$2" '$2 == v {ok = 1} END {exit !ok}'; }
@@ -77,11 +77,14 @@ if (( ${#missing[@]} )); then
     compgen -G '/var/lib/apt/lists/*_Packages*' >/dev/null || apt_update
     apt_specs
     log "apt: installing ${specs[*]}"
-    if ! $SUDO apt-get install -y --no-install-recommends "${specs[@]}"; then
-        [[ -z $apt_updated ]] || die "apt: installing ${specs[*]} failed"
+    # apt's own output goes to a log (shown when it fails): the step's progress line is enough.
+    apt_log=$STACK_DIR/apt.log
+    apt_install() { $SUDO apt-get install -y -q --no-install-recommends "${specs[@]}" >"$apt_log" 2>&1; }
+    if ! apt_install; then
+        [[ -z $apt_updated ]] || { tail -n 30 "$apt_log" >&2; die "apt: installing ${specs[*]} failed (log: $apt_log)"; }
         apt_update
         apt_specs
-        $SUDO apt-get install -y --no-install-recommends "${specs[@]}"
+        apt_install || { tail -n 30 "$apt_log" >&2; die "apt: installing ${specs[*]} failed (log: $apt_log)"; }
     fi
     # The Debian packages start system services where an init system runs; our stack runs its
     # own instances on the same ports, so stop those (harmless when there is no init system).

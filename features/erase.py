@@ -25,7 +25,7 @@ from kafka import KafkaProducer
 
 from contract.messages import Erasure
 from contract.settings import get_settings
-from features.privacy import pseudonym
+from features.privacy import pseudonym, require_key
 from features.store import OnlineFeatures
 
 
@@ -36,9 +36,7 @@ def main(
     if not user and not session:
         raise typer.BadParameter("name at least one --user or --session")
     settings = get_settings()
-    key = settings.pseudonym_key.get_secret_value().encode()
-    if not key:
-        raise SystemExit("RECO_PSEUDONYM_KEY is not set: the ids cannot be pseudonymised as the worker does")
+    key = require_key(settings.pseudonym_key.get_secret_value())
     user_ids = [pseudonym(key, u) for u in user]
     given_sessions = [pseudonym(key, s) if settings.pseudonymize_sessions else s for s in session]
 

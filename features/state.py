@@ -1,4 +1,8 @@
-"""Pure feature math: how one event changes the online state of its session, item and user."""
+"""Feature math: how one event changes the online state of its session, item and user.
+
+The records are frozen and each ``apply_*`` function returns a new one, changing nothing it is
+given; :func:`apply_events` alone folds a batch into the ``OnlineState`` slice it is given, in place
+(that slice is the batch's own: the caller keeps what changed)."""
 from __future__ import annotations
 
 import json

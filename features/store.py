@@ -45,7 +45,7 @@ def make_store(settings: Settings) -> FeatureStore:
     online: RedisOnlineStoreConfig | SqliteOnlineStoreConfig
     if settings.online_store == "redis":
         # A Redis that is down must fail a call in about a second, not hang: the worker then serves
-        # what it holds and tries again itself (stream/app.py), which it cannot do while blocked.
+        # what it holds and tries again itself (stream/worker.py), which it cannot do while blocked.
         online = RedisOnlineStoreConfig(connection_string=settings.redis_connection_string
                                         + ",socket_connect_timeout=1,socket_timeout=5")
     else:

@@ -1,6 +1,7 @@
 """The owners of the item and user counters: one agent per kind consumes the tallies keyed by
 item (or user), so each item's (user's) counters change in one worker only, whatever the number of
-workers, and are written to Feast by that worker's write-behind.
+workers, and are written to Feast by that worker's write-behind (stream/checkpoint.py, which also
+routes the tallies to these partitions).
 
 Counting is idempotent: a tally names its event's partition and offset on ``events``, and each
 item (user) records the last offset it counted per partition (features/state.py:record_offset).
@@ -10,8 +11,7 @@ counter's own batch redelivered) is skipped the second time.
 from __future__ import annotations
 
 import logging
-import zlib
-from typing import Any, Callable, Literal, TypeVar
+from typing import Callable, Literal, TypeVar
 
 from pydantic import ValidationError
 
@@ -62,56 +62,3 @@ class Counters:
             if counted is not None:
                 changed[key] = counted
         return changed
-
-
-
-class TallyOutbox:
-    """The tallies of published batches, sent to the counters' owners together at each flush
-    (one message per tallies partition, not one per batch: at 200 events/s that was about ten
-    messages per event, each consumed again), with the events that are acknowledged only once
-    their tallies are sent."""
-
-    def __init__(self) -> None:
-        self.tallies: list[Tally] = []
-        self.events: list[Any] = []  # Faust events, for the write-behind's acknowledgement
-
-    def add(self, tallies: list[Tally], events: list[Any]) -> None:
-        self.tallies += tallies
-        self.events += events
-
-    def take(self) -> tuple[list[Tally], list[Any]]:
-        """Everything gathered, tallies in (partition, offset) order on ``events``: a counter skips
-        an event at or below the last offset it counted, so deferred events, folded late, must
-        not reach it after a later event of their partition."""
-        tallies, events = sorted(self.tallies, key=lambda t: (t.source_partition, t.source_offset)), self.events
-        self.tallies, self.events = [], []
-        return tallies, events
-
-    def put_back(self, tallies: list[Tally], events: list[Any]) -> None:
-        """Taken but not sent (the broker failed): they go out with the next flush."""
-        self.tallies[:0], self.events[:0] = tallies, events
-
-    def forget_users(self, user_ids: list[str]) -> None:
-        """An erasure: these users' tallies still count for their items, not for the users."""
-        erased = set(user_ids)
-        self.tallies = [t.model_copy(update={"user_id": None}) if t.user_id in erased else t for t in self.tallies]
-
-
-def route(tallies: list[Tally], key: Callable[[Tally], str | None], partitions: int) -> dict[int, bytes]:
-    """One message per partition of a tallies topic: each key always lands on the same partition
-    (CRC-32 of the key), so one worker owns it; tallies without a key (anonymous users) are left out."""
-    groups: dict[int, list[Tally]] = {}
-    for tally in tallies:
-        k = key(tally)
-        if k is not None:
-            groups.setdefault(zlib.crc32(k.encode()) % partitions, []).append(tally)
-    return {partition: TallyBatch.model_construct(tallies=group).model_dump_json().encode()
-            for partition, group in groups.items()}
-
-
-def item_key(tally: Tally) -> str:
-    return tally.item_id
-
-
-def user_key(tally: Tally) -> str | None:
-    return tally.user_id

@@ -24,7 +24,7 @@ END_TO_END_LATENCY = Histogram(
 )
 STAGE_LATENCY = Histogram(
     "reco_stage_latency_seconds", "Time per pipeline stage and batch",
-    ["stage"],  # the Pipeline stage methods, publish (stream/app.py), write_state (stream/writeback.py)
+    ["stage"],  # the Pipeline stage methods, publish and learn (stream/worker.py), write_state (stream/writeback.py)
     buckets=_LATENCY_BUCKETS,
 )
 BATCH_SIZE = Histogram("reco_batch_size", "Events per processed batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256))
@@ -51,6 +51,8 @@ FEATURE_FRESHNESS = Histogram(
     buckets=_LATENCY_BUCKETS,
 )
 FEATURE_WRITE_FAILURES = Counter("reco_feature_write_failures_total", "Background Feast writes that failed", ["error"])
+TALLY_FORWARD_FAILURES = Counter("reco_tally_forward_failures_total", "Forwards of tallies to the counters' owners "
+                                 "that failed (sent again at the next commit)", ["error"])
 STATE_ENTRIES = Gauge("reco_state_entries", "Sessions, items and users held in the worker's memory")
 # Online feedback (features/feedback.py): hit rate per version = attributed / recommendations.
 RECOMMENDATIONS_BY_VERSION = Counter("reco_recommendations", "Recommendation messages for new events (not "

@@ -4,13 +4,15 @@
     recommend: rank -> select -> read_categories -> explain   (may overlap the next batch's fold)
                rank -> read_categories -> select -> explain   (with RECO_DIVERSITY > 0: the category
                                                                re-rank needs every candidate's category)
-    learn:     attribute each event to what its session was recommended before, then remember
-               this batch's recommendations                   (after publishing, in batch order)
+    learn:     count the exposure, attribute each event to what its session was recommended
+               before, then remember this batch's recommendations  (after publishing, in batch order)
 
-State lives in the worker (features/cache.py): Feast is read only on a miss. Writing it back is
-not this class's: the Faust agent (stream/app.py) publishes what :meth:`Pipeline.process` returns,
-then hands the changed state to stream/writeback.py. Dependencies come in through the constructor,
-so tests can run the same code with fakes. Each stage is timed under its own name in
+Only fold and learn change state; recommend only reads it.
+
+State lives in the worker (features/cache.py): Feast is read only on a miss and written in the
+background (stream/checkpoint.py). Dependencies come in through the constructor, so tests can run
+the same code with fakes; stream/worker.py:Worker calls fold, recommend and learn in that order and
+publishes between the last two. Each stage is timed under its own name in
 ``reco_stage_latency_seconds{stage}``.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Collection, Iterable, Protocol, Sequence
+from typing import Any, Collection, Iterable, Protocol, Sequence
 
 from contract.messages import (
     DeadLetter,
@@ -55,23 +57,41 @@ class RawMessage:
     topic: str
     partition: int
     offset: int
+    # What acknowledges this message (the Faust event); the pipeline never reads it.
+    origin: Any = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class FoldedEvent:
+    """One valid event of a batch after the fold."""
+
+    event: Event  # with pseudonymous ids
+    message: RawMessage  # where it came from
+    session: SessionState  # right after the event (for a deferred one: from its deferred events alone)
+    published_user_id: str | None  # what its recommendation carries
+    fresh: bool  # False: a redelivered event (its recommendation is published again, not counted)
+    # Its session could not be read (the online store is down) or waits behind such an event:
+    # recommended from the event alone, flagged features_unavailable, and not folded, counted or
+    # acknowledged; the worker folds it again later.
+    deferred: bool
+    tally: Tally | None  # its share of the item and user counters, for their owners (None: deferred)
 
 
 @dataclass
 class Folded:
-    """A batch after its state changes: each event with its session right after it."""
+    """A batch after its state changes: one record per valid event, in batch order, and a dead
+    letter for each other message."""
 
-    events: list[Event]  # with pseudonymous ids
-    dead: list[DeadLetter]
-    sessions: list[SessionState]
-    published_user_ids: list[str | None]  # what each recommendation carries
-    fresh: list[bool]  # False: a redelivered event (its recommendation is published again, not counted)
-    tallies: list[Tally]  # each event's share of the item and user counters, for their owners
-    # (partition, offset) of the events whose session could not be read (the online store is down)
-    # or waits behind such an event: recommended from the event alone, flagged features_unavailable,
-    # and not folded, counted or acknowledged; the agent folds them again later.
-    deferred: list[tuple[int, int]] = field(default_factory=list)
-    sources: list[tuple[int, int]] = field(default_factory=list)  # each event's (partition, offset)
+    events: list[FoldedEvent] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+    @property
+    def tallies(self) -> list[Tally]:
+        return [e.tally for e in self.events if e.tally is not None]
+
+    @property
+    def deferred(self) -> list[FoldedEvent]:
+        return [e for e in self.events if e.deferred]
 
 
 @dataclass
@@ -79,7 +99,6 @@ class BatchResult:
     recommendations: list[Recommendation] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     event_ts: list[int] = field(default_factory=list)  # aligned with recommendations
-    tallies: list[Tally] = field(default_factory=list)
 
 
 class RankerLike(Protocol):
@@ -113,9 +132,6 @@ class Pipeline:
         self.catalogue = LiveCatalogue(settings.catalogue, self.popularity.counts)
         self.pseudonym_key = settings.pseudonym_key.get_secret_value().encode()
 
-    async def process(self, messages: list[RawMessage]) -> BatchResult:
-        return await self.recommend(await self.fold(messages))
-
     async def fold(self, messages: list[RawMessage], degrade: bool = False, waiting: Collection[str] = ()) -> Folded:
         """The stages that must run batch after batch, in partition order: they change the state.
 
@@ -124,11 +140,11 @@ class Pipeline:
         (``Folded.deferred``) and recommended from the event alone. Without, such a read raises."""
         metrics.BATCH_SIZE.observe(len(messages))
         with timed("validate"):
-            events, sources, dead = self.validate(messages)
-            published = [e.user_id for e in events] if self.settings.publish_user_id else None
-            events = [self.pseudonymize(e) for e in events]
+            valid, dead = self.validate(messages)
+            published = [e.user_id for e, _ in valid] if self.settings.publish_user_id else None
+            events = [self.pseudonymize(e) for e, _ in valid]
         if not events:
-            return Folded(events, dead, [], [], [], [])
+            return Folded([], dead)
         with timed("read_state"):
             session_ids = unique(e.session_id for e in events)
             readable, item_ids = [s for s in session_ids if s not in waiting], unique(e.item_id for e in events)
@@ -141,57 +157,54 @@ class Pipeline:
             kept = [e for e in events if e.session_id not in blocked]
             folded = iter(zip(*self.fold_events(state, kept))) if kept else iter(())
             provisional: dict[str, SessionState] = {}  # from the deferred events alone, never stored
-            sessions, fresh = [], []
-            for event in events:
+            records = []
+            for event, (_, message), user_id in zip(events, valid, published or [e.user_id for e in events]):
                 if event.session_id in blocked:
                     session = apply_session(provisional.get(event.session_id, SessionState()), event,
                                             self.settings.max_session_len)
                     provisional[event.session_id] = session
-                    sessions.append(session)
-                    fresh.append(False)  # nothing to learn from until it is folded
+                    # not fresh: nothing to learn from until it is folded
+                    records.append(FoldedEvent(event, message, session, user_id, False, True, None))
                 else:
                     session, new = next(folded)
-                    sessions.append(session)
-                    fresh.append(new)
-            tallies = [tally(e, s, source) for e, s, source in zip(events, sessions, sources)
-                       if e.session_id not in blocked]
-        deferred = [source for e, source in zip(events, sources) if e.session_id in blocked]
+                    records.append(FoldedEvent(event, message, session, user_id, new, False,
+                                               tally(event, session, (message.partition, message.offset))))
+        deferred = sum(r.deferred for r in records)
         if deferred:
-            metrics.EVENTS_DEFERRED.inc(len(deferred))
-        return Folded(events, dead, sessions, published or [e.user_id for e in events], fresh, tallies,
-                      deferred=deferred, sources=sources)
+            metrics.EVENTS_DEFERRED.inc(deferred)
+        return Folded(records, dead)
 
     async def recommend(self, folded: Folded) -> BatchResult:
-        """The stages that only read: they may run while the next batch is being folded."""
+        """The stages that only read the state, so they may run while the next batch is being
+        folded: they change no session, item or user (a miss fills the worker's memory from Feast,
+        as any read does) and no count; metrics and the catalogue-mismatch warning aside. What a
+        published batch changes is :meth:`learn`'s."""
         if not folded.events:
             return BatchResult(dead_letters=folded.dead)
+        events, sessions = [r.event for r in folded.events], [r.session for r in folded.events]
         with timed("rank"):
-            rankings, version, fallback = await self.rank(folded.sessions)
+            rankings, version, fallback = await self.rank(sessions)
         if self.settings.diversity > 0:
             rankings = [None if r is None else list(r) for r in rankings]  # read twice: categories, then select
             with timed("read_categories"):
-                categories = await self.read_categories(folded.sessions, [r or [] for r in rankings])
+                categories = await self.read_categories(sessions, [r or [] for r in rankings])
             with timed("select"):
-                picks = self.select(rankings, folded.events, folded.sessions, categories)
+                picks = self.select(rankings, events, sessions, categories)
         else:
             with timed("select"):
-                picks = self.select(rankings, folded.events, folded.sessions)
+                picks = self.select(rankings, events, sessions)
             with timed("read_categories"):
-                categories = await self.read_categories(folded.sessions, picks)
-        self.exposure.observe(p.item_id for ps in picks for p in ps)
-        deferred = set(folded.deferred)
+                categories = await self.read_categories(sessions, picks)
         with timed("explain"):
-            recs = [self.explain(e, user, s, p, categories, version,
-                                 fallback or ("features_unavailable" if source in deferred else None))
-                    for e, s, p, user, source in zip(folded.events, folded.sessions, picks, folded.published_user_ids,
-                                                     folded.sources)]
+            recs = [self.explain(r.event, r.published_user_id, r.session, p, categories, version,
+                                 fallback or ("features_unavailable" if r.deferred else None))
+                    for r, p in zip(folded.events, picks)]
         metrics.LAST_EVENT_TIMESTAMP.set(time.time())
-        return BatchResult(recommendations=recs, dead_letters=folded.dead, event_ts=[e.ts for e in folded.events],
-                           tallies=folded.tallies)
+        return BatchResult(recommendations=recs, dead_letters=folded.dead, event_ts=[e.ts for e in events])
 
-    def validate(self, messages: list[RawMessage]) -> tuple[list[Event], list[tuple[int, int]], list[DeadLetter]]:
-        """Valid events with their (partition, offset), and a dead letter for each other message."""
-        events, sources, dead = [], [], []
+    def validate(self, messages: list[RawMessage]) -> tuple[list[tuple[Event, RawMessage]], list[DeadLetter]]:
+        """Valid events with their message, and a dead letter for each other message."""
+        valid, dead = [], []
         for msg in messages:
             try:
                 event = parse_event(msg.value, self.settings.max_event_bytes)
@@ -200,9 +213,8 @@ class Pipeline:
                 dead.append(dead_letter(msg.value, exc, msg.topic, msg.partition, msg.offset))
                 continue
             metrics.EVENTS_CONSUMED.labels(event.event_type).inc()
-            events.append(event)
-            sources.append((msg.partition, msg.offset))
-        return events, sources, dead
+            valid.append((event, msg))
+        return valid, dead
 
     def pseudonymize(self, event: Event) -> Event:
         key = self.pseudonym_key
@@ -222,13 +234,16 @@ class Pipeline:
         return sessions, fresh
 
     def learn(self, folded: Folded, result: BatchResult) -> None:
-        """Online attribution, run once the batch is published and every earlier batch has
-        learned: each new event is matched against what its session was recommended before, then
-        its own recommendation is remembered. Synchronous, so no fold interleaves: the sessions
-        in memory may already hold later events, and keep them."""
+        """What a published batch changes, run once it is published and every earlier batch has
+        learned: each recommended slot counts in the exposure (stream/live_exposure.py); online
+        attribution matches each new event against what its session was recommended before, then
+        remembers its own recommendation. Synchronous, so no fold interleaves: the sessions in
+        memory may already hold later events, and keep them."""
+        self.exposure.observe(item.item_id for rec in result.recommendations for item in rec.items)
         window_ms, keep = self.settings.attribution_window_s * 1000, self.settings.attribution_messages
         learned: dict[str, SessionState] = {}
-        for event, rec, fresh in zip(folded.events, result.recommendations, folded.fresh):
+        for record, rec in zip(folded.events, result.recommendations):
+            event, fresh = record.event, record.fresh
             session = learned.get(event.session_id) or self.state.sessions.values.get(event.session_id)
             if not fresh or session is None:  # a redelivery, or a session erased meanwhile
                 continue

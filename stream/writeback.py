@@ -2,8 +2,9 @@
 
 An event is acknowledged (so its offset can be committed) only once its recommendation is
 delivered AND the state it changed is in Feast: a worker killed in between reprocesses the event
-from Feast's state, which recognises it by id and does not count it twice. Writing every
-``interval`` instead of every batch takes Feast's cost off the path a shopper waits on.
+from Feast's state, which recognises it by id and does not count it twice. One per agent;
+stream/checkpoint.py:Checkpoint.commit runs its flush as the write and the acknowledgement that
+follow the forwarding of tallies.
 """
 from __future__ import annotations
 

@@ -6,8 +6,12 @@ samples the worker group's consumer lag and the CPU time of the stack's processe
     .venv/bin/python -m tools.bench_client --rate 200 --seconds 30      # one JSON line
     .venv/bin/python -m tools.bench_client --echo --rate 200 --seconds 10  # Kafka's own round trip
 
-``--rate 0`` sends as fast as the producer can (a burst). ``--echo`` times a produce-to-consume
-round trip on a scratch topic instead: the transport floor under the product's latency.
+``--client confluent`` uses confluent-kafka (librdkafka: C, TLS in OpenSSL) instead of kafka-python
+(pure Python, about 0.4 of a core at 200 events/s), so the client takes little of the CPU it
+measures; same CLI, same JSON (``cpu_s.client`` counts librdkafka's threads too: they are this
+process's). ``--rate 0`` sends as fast as the producer can (a burst). ``--echo`` times a
+produce-to-consume round trip on a scratch topic instead: the transport floor under the product's
+latency.
 It connects as README's Access section tells a client to: SASL_SSL, SCRAM-SHA-512, the stack's CA,
 as the `admin` user (it produces, consumes and reads the group's lag) with the password from
 RECO_KAFKA_ADMIN_PASSWORD or .stack/secrets.env.
@@ -23,10 +27,7 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
-
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from typing import Any, Callable, NamedTuple
 
 EVENT_TYPES = ["view", "view", "view", "click", "add_to_cart", "purchase"]  # a browsing-heavy mix
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -82,27 +83,239 @@ def connection(args: argparse.Namespace) -> dict:
             "sasl_plain_username": args.user, "sasl_plain_password": password, "ssl_cafile": str(args.ca_file)}
 
 
+# librdkafka's names for the kafka-python options ``connection`` returns.
+LIBRDKAFKA_NAMES = {"bootstrap_servers": "bootstrap.servers", "security_protocol": "security.protocol",
+                    "sasl_mechanism": "sasl.mechanisms", "sasl_plain_username": "sasl.username",
+                    "sasl_plain_password": "sasl.password", "ssl_cafile": "ssl.ca.location",
+                    "reconnect_backoff_max_ms": "reconnect.backoff.max.ms"}
+
+
+def librdkafka_config(options: dict) -> dict:
+    """``connection``'s kafka-python keyword arguments as a confluent-kafka (librdkafka) config:
+    the same broker, SASL_SSL with SCRAM-SHA-512, user, password and CA file. An option it has no
+    name for is refused rather than silently dropped (e.g. an ``ssl_context``: librdkafka takes
+    a CA file)."""
+    unknown = set(options) - set(LIBRDKAFKA_NAMES)
+    if unknown:
+        raise ValueError(f"no librdkafka equivalent for {sorted(unknown)}")
+    config = {LIBRDKAFKA_NAMES[key]: value for key, value in options.items()}
+    if isinstance(config.get("bootstrap.servers"), (list, tuple)):
+        config["bootstrap.servers"] = ",".join(config["bootstrap.servers"])
+    if "ssl.ca.location" in config:
+        config["ssl.ca.location"] = str(config["ssl.ca.location"])
+    return config
+
+
+Record = tuple[bytes, int]  # (value, the record's timestamp in ms)
+
+
+class KafkaPython:
+    """kafka-python: pure Python, TLS included (about 0.4 of a core at 200 events/s both ways)."""
+
+    def __init__(self, options: dict):
+        self.options = options
+        self._probe: Any = None  # made on first use
+
+    def create_topic(self, name: str, partitions: int) -> None:
+        from kafka import KafkaAdminClient
+        from kafka.admin import NewTopic
+        from kafka.errors import TopicAlreadyExistsError
+
+        admin = KafkaAdminClient(**self.options)
+        try:
+            admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+        except TopicAlreadyExistsError:
+            pass
+        admin.close()
+
+    def producer(self, linger_ms: int = 1) -> "Producer":
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(**self.options, acks="all", linger_ms=linger_ms)
+        return Producer(lambda topic, key, value: producer.send(topic, key=key, value=value), producer.flush,
+                        producer.close)
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        from kafka import KafkaConsumer, TopicPartition
+
+        if self._probe is None:  # one for every call (drain.py asks every 2 s)
+            self._probe = KafkaConsumer(**self.options)
+        partitions = [TopicPartition(topic, p) for p in self._probe.partitions_for_topic(topic) or []]
+        return {tp.partition: offset for tp, offset in self._probe.end_offsets(partitions).items()}
+
+    def reader(self, topic: str, offsets: dict[int, int] | None = None) -> "Reader":
+        """Reads ``topic`` from ``offsets`` (partition -> offset), or from its end now."""
+        from kafka import KafkaConsumer, TopicPartition
+
+        consumer = KafkaConsumer(**self.options, enable_auto_commit=False,
+                                 fetch_max_wait_ms=5, max_partition_fetch_bytes=10_000_000)
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        consumer.assign(partitions)
+        if offsets is None:
+            consumer.seek_to_end()
+            for tp in partitions:
+                consumer.position(tp)  # resolve the end now, before anything is sent
+        else:
+            for tp in partitions:
+                consumer.seek(tp, offsets.get(tp.partition, 0))
+
+        def poll(timeout_s: float) -> list[Record]:
+            batch = consumer.poll(timeout_ms=int(timeout_s * 1000))
+            return [(record.value, record.timestamp) for records in batch.values() for record in records]
+
+        return Reader(poll, consumer.close)
+
+    def lag(self, group: str, topic: str) -> "Callable[[], int]":
+        """A function returning ``group``'s total lag on ``topic`` now."""
+        from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+
+        admin, probe = KafkaAdminClient(**self.options), KafkaConsumer(**self.options)
+        partitions = [TopicPartition(topic, p) for p in probe.partitions_for_topic(topic) or []]
+
+        def total() -> int:
+            committed = admin.list_group_offsets(group)[group]
+            ends = probe.end_offsets(partitions)
+            return sum(max(0, ends[tp] - (committed[tp].offset if tp in committed else 0)) for tp in partitions)
+
+        return total
+
+
+class Confluent:
+    """confluent-kafka: librdkafka in C, TLS in OpenSSL; its threads' CPU is this process's too."""
+
+    def __init__(self, options: dict):
+        # Nagle off, as kafka-python (TCP_NODELAY) and the Java clients: librdkafka leaves it on.
+        self.config = librdkafka_config(options) | {"socket.nagle.disable": True}
+        self._probe: Any = None  # made on first use
+
+    def create_topic(self, name: str, partitions: int) -> None:
+        from confluent_kafka import KafkaError, KafkaException
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        admin = AdminClient(self.config)  # held until the result is in: its handle serves the future
+        future = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name]
+        try:
+            future.result(30)
+        except KafkaException as error:
+            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+    def producer(self, linger_ms: int = 1) -> "Producer":
+        from confluent_kafka import Producer as RdProducer
+
+        producer = RdProducer({**self.config, "acks": "all", "linger.ms": linger_ms})
+        failed: list[str] = []
+
+        def delivered(error, _message) -> None:
+            if error is not None:
+                failed.append(str(error))
+
+        def send(topic: str, key: bytes, value: bytes) -> None:
+            while True:
+                try:
+                    producer.produce(topic, key=key, value=value, on_delivery=delivered)
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain it
+                    producer.poll(0.05)
+            producer.poll(0)
+
+        def flush() -> None:
+            left = producer.flush(60)
+            if left or failed:
+                raise RuntimeError(f"{left} events not delivered, {len(failed)} failed ({failed[:3]})")
+
+        return Producer(send, flush, lambda: None)
+
+    def _consumer(self, group: str | None = None):
+        from confluent_kafka import Consumer
+
+        return Consumer({**self.config, "group.id": group or f"bench-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 5,
+                         "max.partition.fetch.bytes": 10_000_000})
+
+    @staticmethod
+    def _partitions(consumer, topic: str) -> list[int]:
+        metadata = consumer.list_topics(topic, timeout=30).topics[topic]
+        if metadata.error is not None:
+            raise RuntimeError(f"{topic}: {metadata.error}")
+        return sorted(metadata.partitions)
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        from confluent_kafka import Consumer, TopicPartition
+
+        if self._probe is None:
+            # One probe for every call (drain.py asks every 2 s). librdkafka insists on a group.id
+            # and opens a coordinator connection for it, whose teardown at exit it logs as a SASL
+            # error: the probe logs critical lines only (its failures raise here anyway).
+            self._probe = Consumer({**self.config, "group.id": f"bench-probe-{uuid.uuid4().hex[:8]}",
+                                    "enable.auto.commit": False, "log_level": 2})
+        return {p: self._probe.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+                for p in self._partitions(self._probe, topic)}
+
+    def reader(self, topic: str, offsets: dict[int, int] | None = None) -> "Reader":
+        from confluent_kafka import TopicPartition
+
+        consumer = self._consumer()
+        start = offsets if offsets is not None else {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            for p in self._partitions(consumer, topic)}
+        consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in self._partitions(consumer, topic)])
+
+        def poll(timeout_s: float) -> list[Record]:
+            # consume(n, timeout) waits for all n or the timeout: wait for the first record only,
+            # then take what is already here.
+            first = consumer.poll(timeout_s)
+            if first is None:
+                return []
+            messages = [first, *consumer.consume(num_messages=10_000, timeout=0)]
+            return [(m.value(), m.timestamp()[1]) for m in messages if m.error() is None]
+
+        return Reader(poll, consumer.close)
+
+    def lag(self, group: str, topic: str) -> "Callable[[], int]":
+        from confluent_kafka import TopicPartition
+
+        # Only reads the group's committed offsets (OffsetFetch): it never joins the group.
+        consumer = self._consumer(group)
+        partitions = [TopicPartition(topic, p) for p in self._partitions(consumer, topic)]
+
+        def total() -> int:
+            committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=5)}
+            ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=5)[1] for tp in partitions}
+            return sum(max(0, end - max(0, committed.get(p, 0))) for p, end in ends.items())
+
+        return total
+
+
+CLIENTS: dict[str, Any] = {"kafka": KafkaPython, "confluent": Confluent}
+
+
+class Producer(NamedTuple):
+    send: Callable[[str, bytes, bytes], object]
+    flush: Callable[[], object]
+    close: Callable[[], object]
+
+
+class Reader(NamedTuple):
+    poll: Callable[[float], list[Record]]
+    close: Callable[[], object]
+
+
 class LagSampler(threading.Thread):
     """Every second: the worker group's total lag on the events topic."""
 
-    def __init__(self, kafka: dict, group: str, topic: str):
+    def __init__(self, client, group: str, topic: str):
         super().__init__(daemon=True)
-        self.admin = KafkaAdminClient(**kafka)
-        self.probe = KafkaConsumer(**kafka)
-        self.group, self.topic = group, topic
+        self.total = client.lag(group, topic)
         self.samples: list[int] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
-        partitions = [TopicPartition(self.topic, p) for p in self.probe.partitions_for_topic(self.topic) or []]
         while not self.stop.wait(1.0):
             try:
-                committed = self.admin.list_group_offsets(self.group)[self.group]
-                ends = self.probe.end_offsets(partitions)
+                self.samples.append(self.total())
             except Exception:  # a sample lost is not worth failing the run
                 continue
-            self.samples.append(sum(max(0, ends[tp] - (committed[tp].offset if tp in committed else 0))
-                                    for tp in partitions))
 
 
 def make_event(tag: str, n: int, sessions: int, items: int, rng: random.Random, session_life: int = 0) -> dict:
@@ -119,24 +332,12 @@ def make_event(tag: str, n: int, sessions: int, items: int, rng: random.Random, 
 
 def run(args: argparse.Namespace) -> dict:
     tag = f"bench{uuid.uuid4().hex[:8]}"
-    kafka = connection(args)
+    client = CLIENTS[args.client](connection(args))
     out_topic = args.echo_topic if args.echo else args.recommendations_topic
     in_topic = args.echo_topic if args.echo else args.events_topic
     if args.echo:
-        admin = KafkaAdminClient(**kafka)
-        try:
-            admin.create_topics([NewTopic(args.echo_topic, num_partitions=4, replication_factor=1)])
-        except TopicAlreadyExistsError:
-            pass
-        admin.close()
-
-    consumer = KafkaConsumer(**kafka, enable_auto_commit=False,
-                             fetch_max_wait_ms=5, max_partition_fetch_bytes=10_000_000)
-    partitions = [TopicPartition(out_topic, p) for p in consumer.partitions_for_topic(out_topic) or []]
-    consumer.assign(partitions)
-    consumer.seek_to_end()
-    for tp in partitions:
-        consumer.position(tp)  # resolve the end now, before anything is sent
+        client.create_topic(args.echo_topic, 4)
+    consumer = client.reader(out_topic)  # from the end now, before anything is sent
 
     sent: dict[str, float] = {}
     received: dict[str, float] = {}
@@ -148,7 +349,7 @@ def run(args: argparse.Namespace) -> dict:
     done_sending = threading.Event()
 
     def produce() -> None:
-        producer = KafkaProducer(**kafka, acks="all", linger_ms=1)
+        producer = client.producer(linger_ms=1)
         rng = random.Random(args.seed)
         start = time.perf_counter()
         for n in range(total):
@@ -159,11 +360,12 @@ def run(args: argparse.Namespace) -> dict:
             event = make_event(tag, n, args.sessions, args.items, rng, args.session_life)
             value = json.dumps(event).encode()
             sent[event["event_id"]] = time.time()
-            producer.send(in_topic, key=event["session_id"].encode(), value=value)
+            producer.send(in_topic, event["session_id"].encode(), value)
         producer.flush()
+        producer.close()
         done_sending.set()
 
-    lag = None if args.echo else LagSampler(kafka, args.group, args.events_topic)
+    lag = None if args.echo else LagSampler(client, args.group, args.events_topic)
     cpu_before = cpu_seconds(args.pid_dir)
     if lag:
         lag.start()
@@ -172,25 +374,24 @@ def run(args: argparse.Namespace) -> dict:
     sender.start()
     idle_since = None
     while len(received) < total:
-        batch = consumer.poll(timeout_ms=100)
+        records = consumer.poll(0.1)
         now = time.time()
         got = False
-        for records in batch.values():
-            for record in records:
-                payload = json.loads(record.value)
-                event_id = payload.get("event_id")
-                if not (isinstance(event_id, str) and event_id.startswith(tag)):
-                    continue
-                got = True
-                if event_id in received:
-                    duplicates += 1
-                    continue
-                received[event_id] = now
-                produced.append(record.timestamp / 1000)  # when the worker's producer made it
-                if payload.get("fallback") is not None:
-                    fallbacks += 1
-                    fallback_reasons[payload["fallback"]] += 1
-                    fallback_times.append(now)
+        for value, timestamp_ms in records:
+            payload = json.loads(value)
+            event_id = payload.get("event_id")
+            if not (isinstance(event_id, str) and event_id.startswith(tag)):
+                continue
+            got = True
+            if event_id in received:
+                duplicates += 1
+                continue
+            received[event_id] = now
+            produced.append(timestamp_ms / 1000)  # when the worker's producer made it
+            if payload.get("fallback") is not None:
+                fallbacks += 1
+                fallback_reasons[payload["fallback"]] += 1
+                fallback_times.append(now)
         if got or not done_sending.is_set():
             idle_since = None
         elif idle_since is None:
@@ -208,7 +409,7 @@ def run(args: argparse.Namespace) -> dict:
     span = max(received.values(), default=t0) - t0
     arrivals = sorted(received.values())
     return {
-        "mode": "echo" if args.echo else "recommendations",
+        "mode": "echo" if args.echo else "recommendations", "client": args.client,
         "offered_per_s": args.rate if args.rate > 0 else "burst",
         "sent": total, "received": len(received), "lost": total - len(received), "duplicated": duplicates,
         "fallbacks": fallbacks, "fallback_reasons": dict(fallback_reasons),
@@ -227,9 +428,9 @@ def run(args: argparse.Namespace) -> dict:
     }
 
 
-def main() -> None:
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """Broker, login, topics, client and the events' shape: shared with deploy/drain.py."""
     env = os.environ.get
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bootstrap", default=env("RECO_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
     stack = Path(env("RECO_STACK_DIR", ".stack"))
     parser.add_argument("--security-protocol", choices=["SASL_SSL", "PLAINTEXT"],
@@ -240,19 +441,27 @@ def main() -> None:
     parser.add_argument("--events-topic", default=env("RECO_EVENTS_TOPIC", "events"))
     parser.add_argument("--recommendations-topic", default=env("RECO_RECOMMENDATIONS_TOPIC", "recommendations"))
     parser.add_argument("--group", default=env("RECO_CONSUMER_GROUP", "streamreco"))
+    parser.add_argument("--client", choices=sorted(CLIENTS), default="kafka",
+                        help="kafka: kafka-python (pure Python); confluent: confluent-kafka (librdkafka, "
+                             "a fraction of the CPU)")
+    parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--session-life", type=int, default=0,
+                        help="events per session before a new one replaces it (0: the same sessions throughout)")
+    parser.add_argument("--items", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pid-dir", type=Path, default=Path(env("RECO_RUN_DIR", ".run")) / "pids")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_connection_arguments(parser)
     parser.add_argument("--echo-topic", default="bench.echo")
     parser.add_argument("--echo", action="store_true", help="time Kafka's own round trip instead")
     parser.add_argument("--arrivals", action="store_true", help="also print every receive time (deploy/faults.py)")
     parser.add_argument("--rate", type=float, default=200, help="events per second (0 = burst)")
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--events", type=int, default=5000, help="events of a burst (--rate 0)")
-    parser.add_argument("--sessions", type=int, default=200)
-    parser.add_argument("--session-life", type=int, default=0,
-                        help="events per session before a new one replaces it (0: the same sessions throughout)")
-    parser.add_argument("--items", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--idle-timeout", type=float, default=20, help="stop waiting after this many quiet seconds")
-    parser.add_argument("--pid-dir", type=Path, default=Path(env("RECO_RUN_DIR", ".run")) / "pids")
     print(json.dumps(run(parser.parse_args())), flush=True)
 
 

@@ -1,13 +1,16 @@
 """Session data: the dataset loaders and a synthetic generator (the types: serving.model.sessions).
 
-Every loader returns ``list[Session]``; each session's interactions are in chronological
-order. Three sources:
+Every loader but the session benchmark's returns ``list[Session]``; each session's interactions
+are in chronological order. Four sources:
 
 * ``load_sasrec(path)``: the public SASRec benchmark text format (``user item`` per line,
   each user's lines in chronological order). One user = one session, every event a 'view'.
 * ``load_diginetica(dir)``: the CIKM Cup 2016 DIGINETICA files (views + purchases +
   categories), read in place from ``../shared/data/diginetica``.
 * ``generate_synthetic(n)``: realistic e-commerce sessions with learnable structure.
+* ``load_session_benchmark(dir)``: the session-based benchmark files (``train.txt``, ``test.txt``:
+  one sequence of integer item ids per line, e.g. ``../shared/data/sessions/diginetica-srgnn``),
+  kept as id arrays: the ids are already the catalogue's indices, and the split is the files'.
 """
 from __future__ import annotations
 
@@ -102,6 +105,19 @@ def load_diginetica(directory: str | Path, views_file: str = "train-item-views.s
             s.user_id = user
         s.interactions.append(Interaction(item_id=item, event_type=et, ts=int(ts), category_id=categories.get(item)))
     return list(sessions.values())
+
+
+# ----------------------------------------------------------------------------- session benchmark
+def read_id_lines(path: str | Path) -> list[np.ndarray]:
+    """One int64 array per non-empty line of space-separated item ids."""
+    with open(path, encoding="utf-8") as fh:
+        return [np.array(line.split(), dtype=np.int64) for line in fh if line.strip()]
+
+
+def load_session_benchmark(directory: str | Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(training sessions in time order, test lines = prefix followed by the target)."""
+    d = Path(directory)
+    return read_id_lines(d / "train.txt"), read_id_lines(d / "test.txt")
 
 
 # ----------------------------------------------------------------------------- synthetic

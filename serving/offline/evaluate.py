@@ -1,8 +1,10 @@
-"""Offline evaluation: the SASRec protocols, the model and two baselines.
+"""Offline evaluation: the SASRec protocols, the session benchmark's, the model and the baselines.
 
     python -m serving.offline.evaluate --model DIR --data PATH --format sasrec --protocol sampled100
     python -m serving.offline.evaluate --data PATH --format sasrec --protocol full --baseline itemknn
     python -m serving.offline.evaluate --model DIR --format diginetica --protocol served --diversity 0.3
+    python -m serving.offline.evaluate --format sessions --data ../shared/data/sessions/diginetica-srgnn \
+        --baseline vsknn --split test
 
 Protocols (split: leave-last-out, users with >= 3 interactions; see serving/offline/sequences.py):
 
@@ -17,6 +19,11 @@ Protocols (split: leave-last-out, users with >= 3 interactions; see serving/offl
 * ``served`` -- what the worker serves: the whole catalogue except the current item (the last
   one of the history, on screen when the recommendation is shown; stream/pipeline.py never
   recommends it). Earlier items stay rankable. A target equal to the current item is a miss.
+* ``sessions`` -- the session benchmark's (SR-GNN, GCE-GNN; ``--format sessions``, split in
+  serving/offline/sequences.py ``session_split``): every item is ranked, history NOT removed. It
+  adds the papers' P@20 (= HR@20) and MRR@20 in percent as ``p@20_pct`` and ``mrr@20_pct``. With
+  this format a baseline is fit on the sessions before the validation ones for ``--split valid``
+  and on every training session for ``--split test``.
 
 Ties are broken uniformly at random (seeded), so a constant scorer scores at chance level.
 ``coverage@10`` is always computed from the full (history-masked) top-10 lists: the fraction
@@ -39,6 +46,8 @@ Baselines (fit on the training part of the split only):
   ``window`` positions in training sequences, cos(i, j) = c(i, j) / sqrt(c(i) c(j)),
   cos(i, i) = 1; a session is scored by sum_r decay^r cos(h_r, j) over its ``n_recent`` most
   recent items (r = 0 is the latest), plus a 1e-6 x popularity tie-breaker.
+* ``sknn``, ``vsknn``, ``stan``, ``vmis`` -- the session-kNN family at the values tuned on the
+  session benchmark's validation split (serving/offline/session_knn.py).
 """
 from __future__ import annotations
 
@@ -56,10 +65,13 @@ import typer
 from serving.model.rerank import mmr_order_batch
 from serving.offline import exposure
 from serving.offline import ranking_metrics as metrics
-from serving.offline.sequences import EvalSet, Split, pad_left, sample_negatives
+from serving.offline.sequences import Encoded, EvalSet, Split, item_counts, pad_left, sample_negatives
+from serving.offline.session_knn import TUNED, knn_scorer
 
 Scorer = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (items [B,L], types [B,L]) -> [B, n_items+1]
-PROTOCOLS = ("sampled100", "full", "served")
+PROTOCOLS = ("sampled100", "full", "served")  # leave-last-out (the default set)
+SESSIONS = "sessions"  # the session benchmark's
+ALL_PROTOCOLS = PROTOCOLS + (SESSIONS,)
 
 
 # ----------------------------------------------------------------------------- scorers
@@ -173,6 +185,21 @@ def _pool(scores: torch.Tensor, items: torch.Tensor | None, target: torch.Tensor
     return idx.numpy(), top.values.numpy(), col
 
 
+def pooled_ranks(scores: torch.Tensor, top: torch.Tensor, t_score: torch.Tensor, gen: torch.Generator,
+                 tgt: torch.Tensor) -> torch.Tensor:
+    """Target ranks from each row's top-POOL scores ``top`` (best first): exact when the target
+    scores above the pool's last value (every tie is then in the pool) or ties it (ranked on the
+    whole row), else POOL, a lower bound (POOL items score higher), which every metric up to @20
+    counts as the miss it is. Saves two passes over the catalogue per row."""
+    ranks = torch.full(t_score.shape, POOL, dtype=torch.long)
+    inside = t_score > top[:, -1]
+    ranks[inside] = metrics.target_ranks(top[inside], t_score[inside], gen, exclude_target=tgt[inside])
+    edge = t_score == top[:, -1]
+    if edge.any():
+        ranks[edge] = metrics.target_ranks(scores[edge], t_score[edge], gen, exclude_target=tgt[edge])
+    return ranks
+
+
 def score_eval_set(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, batch_size: int = 256,
                    protocols=PROTOCOLS, max_len: int | None = None) -> Scored:
     """Runs ``score`` over ``ev`` once: plain ranks per protocol and the candidate pools."""
@@ -180,7 +207,7 @@ def score_eval_set(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, batc
     n = len(ev)
     negatives = sample_negatives(ev.rated, n_items, 100, seed) if "sampled100" in protocols else None
     # one tie-break stream per protocol: a protocol's numbers do not depend on which others run
-    gens = {p: torch.Generator().manual_seed(seed) for p in PROTOCOLS}
+    gens = {p: torch.Generator().manual_seed(seed) for p in ALL_PROTOCOLS}
     ranks = {p: np.zeros(n, dtype=np.float64) for p in protocols}
     pool_w = min(POOL, n_items + 1)
     pools = {p: (np.zeros((n, min(POOL, 101) if p == "sampled100" else pool_w), dtype=np.int64),
@@ -212,6 +239,15 @@ def score_eval_set(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, batc
             # the pool: the target (column 0) and its 100 negatives
             cand = torch.cat([tgt.view(-1, 1), neg], 1)
             keep(pools["sampled100"], sl, _pool(torch.cat([t_score.view(-1, 1), neg_scores], 1), cand, tgt))
+        if SESSIONS in protocols:
+            got = _pool(s, None, tgt)
+            r = pooled_ranks(s, torch.from_numpy(got[1]), t_score, gens[SESSIONS], tgt).double()
+            r[~known] = float("inf")
+            ranks[SESSIONS][sl] = r.numpy()
+            keep(pools[SESSIONS], sl, got)
+            if protocols == (SESSIONS,):  # nothing is masked in this protocol: its lists are the top lists
+                keep(lists, sl, got[:2])
+                continue
         # full: mask every earlier item of the user, then put the target back
         full_hist = torch.from_numpy(pad_left(hist, max(1, max(len(h) for h in hist))))
         masked = s.scatter(1, full_hist, float("-inf"))
@@ -267,8 +303,11 @@ def summarize_scored(sc: Scored, diversity: float = 0.0, item_category: np.ndarr
         extra |= {"long_tail@10": expo["long_tail_share"], "novelty@10": expo["novelty"]}
     if "category_diversity" in expo:
         extra["category_diversity@10"] = expo["category_diversity"]
-    return {p: metrics.summarize(reranked_ranks(sc, p, diversity, item_category), top10, sc.n_items) | extra
-            for p in sc.ranks}
+    out = {p: metrics.summarize(reranked_ranks(sc, p, diversity, item_category), top10, sc.n_items) | extra
+           for p in sc.ranks}
+    if SESSIONS in out:  # the papers' figures, in percent
+        out[SESSIONS] |= {"p@20_pct": 100 * out[SESSIONS]["hr@20"], "mrr@20_pct": 100 * out[SESSIONS]["mrr@20"]}
+    return out
 
 
 def reranked_ranks(sc: Scored, protocol: str, diversity: float = 0.0,
@@ -293,12 +332,20 @@ def evaluate_scorer(score: Scorer, ev: EvalSet, n_items: int, seed: int = 0, bat
     return summarize_scored(scored, diversity, item_category, train_counts)
 
 
-def baseline_scorer(name: str, split: Split, n_items: int) -> Scorer:
+BASELINES = ("popular", "itemknn", "sknn", "vsknn", "stan", "vmis")
+
+
+def baseline_scorer(name: str, split: Split, n_items: int, fit: list[Encoded] | None = None) -> Scorer:
+    """``name`` fit on ``fit`` (default: the split's training part)."""
+    seqs = [u.items for u in (split.train if fit is None else fit)]
+    counts = split.train_counts if fit is None else item_counts(fit, n_items)
     if name == "popular":
-        return popular_scorer(split.train_counts)
+        return popular_scorer(counts)
     if name == "itemknn":
-        return itemknn_scorer([u.items for u in split.train], split.train_counts, n_items)
-    raise ValueError(f"unknown baseline {name!r} (popular | itemknn)")
+        return itemknn_scorer(seqs, counts, n_items)
+    if name in TUNED:
+        return knn_scorer(seqs, n_items, TUNED[name])
+    raise ValueError(f"unknown baseline {name!r} ({' | '.join(BASELINES)})")
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -310,9 +357,10 @@ def main(
     model: Path = typer.Option(None, help="trained model directory (serving.offline.train --out)"),
     data: Path = typer.Option(None,
                               help="dataset file/dir (omit for synthetic; diginetica defaults to ../shared/data)"),
-    data_format: str = typer.Option("sasrec", "--format", help="sasrec | diginetica | synthetic"),
-    protocol: str = typer.Option("sampled100", help="sampled100 | full | served"),
-    baseline: str = typer.Option(None, help="popular | itemknn (then --model is not needed)"),
+    data_format: str = typer.Option("sasrec", "--format", help="sasrec | diginetica | synthetic | sessions"),
+    protocol: str = typer.Option(None, help="sampled100 | full | served | sessions (default: sampled100, "
+                                            "sessions for --format sessions)"),
+    baseline: str = typer.Option(None, help=f"{' | '.join(BASELINES)} (then --model is not needed)"),
     diversity: float = typer.Option(0.0, help="λ of the MMR category re-rank applied to every top list before the "
                                               "metrics (serving/model/rerank.py; 0: none, as RECO_DIVERSITY)"),
     json_out: bool = typer.Option(True, "--json/--no-json", help="print one JSON object (default)"),
@@ -326,15 +374,22 @@ def main(
     from serving.offline.data import load
     from serving.offline.sequences import build_vocab_and_split, encode, leave_last_out
 
-    if protocol not in PROTOCOLS:
-        raise typer.BadParameter(f"protocol must be one of {PROTOCOLS}")
+    protocol = protocol or (SESSIONS if data_format == SESSIONS else "sampled100")
+    if protocol not in ALL_PROTOCOLS:
+        raise typer.BadParameter(f"protocol must be one of {ALL_PROTOCOLS}")
     if model is None and baseline is None:
-        raise typer.BadParameter("give --model DIR or --baseline popular|itemknn")
+        raise typer.BadParameter(f"give --model DIR or --baseline {'|'.join(BASELINES)}")
     if not 0.0 <= diversity <= 1.0:
         raise typer.BadParameter("--diversity must be within [0, 1]")
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     t0 = time.time()
+    if data_format == SESSIONS:
+        if model is not None:
+            raise typer.BadParameter("--format sessions evaluates the baselines (--baseline)")
+        res = evaluate_sessions(baseline, data, split, protocol, seed)
+        print(json.dumps(res) if json_out else "\n".join(f"{k:>22}: {v}" for k, v in res.items()))
+        return
     sess = load(data_format, data, sessions=sessions, seed=data_seed)
     if baseline is not None:
         vocab, _, sp = build_vocab_and_split(sess)
@@ -356,6 +411,28 @@ def main(
     else:
         for k, v in res.items():
             print(f"{k:>22}: {v}")
+
+
+def evaluate_sessions(baseline: str, data: Path, split: str = "test", protocol: str = SESSIONS,
+                      seed: int = 0) -> dict:
+    """One baseline on the session benchmark in ``data``: fit on the sessions before the validation
+    ones for ``split="valid"``, on every training session for ``"test"``. ``seconds``: reading,
+    fitting and scoring."""
+    from serving.offline.data import load_session_benchmark
+    from serving.offline.sequences import session_split
+
+    t0 = time.time()
+    train, test = load_session_benchmark(data)
+    n_items = int(max(max(s.max() for s in train), max(s.max() for s in test)))
+    sp = session_split(train, test, n_items)
+    fit = sp.train if split == "valid" else sp.refit
+    ev = sp.valid if split == "valid" else sp.test
+    scorer = baseline_scorer(baseline, sp, n_items, fit)
+    res = evaluate_scorer(scorer, ev, n_items, seed=seed, protocols=(protocol,),
+                          train_counts=item_counts(fit, n_items))[protocol]
+    res = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()}
+    return res | {"model": baseline, "protocol": protocol, "split": split, "diversity": 0.0,
+                  "seconds": round(time.time() - t0, 1)}
 
 
 if __name__ == "__main__":

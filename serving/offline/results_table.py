@@ -5,9 +5,12 @@ baselines under both protocols, on the test item of the leave-last-out split.
         --data ../shared/data/sequences/wikipedia.txt --format sasrec
     python -m serving.offline.results_table --model runs/beauty_s0 --model runs/beauty_s1 --model runs/beauty_s2 \
         --data ../shared/data/sequences/amazon-beauty.txt --format sasrec --name Beauty
+    python -m serving.offline.results_table --data ../shared/data/sessions/diginetica-srgnn --format sessions
 
 With several models (the same defaults, other seeds) each gets its row, and a row per protocol
-gives the mean and the sample standard deviation of every metric over them.
+gives the mean and the sample standard deviation of every metric over them. ``--format sessions``
+(the session benchmark; no --model) gives every baseline's validation and test rows under the
+benchmark's protocol, with the papers' P@20 and MRR@20 in percent.
 """
 from __future__ import annotations
 
@@ -19,10 +22,19 @@ import typer
 
 from serving.model.artifacts import load_config, load_model_dir
 from serving.offline.data import load
-from serving.offline.evaluate import PROTOCOLS, baseline_scorer, evaluate_scorer, model_scorer
+from serving.offline.evaluate import (
+    BASELINES,
+    PROTOCOLS,
+    SESSIONS,
+    baseline_scorer,
+    evaluate_scorer,
+    evaluate_sessions,
+    model_scorer,
+)
 from serving.offline.sequences import build_vocab_and_split, encode, leave_last_out
 
 COLUMNS = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr@20", "coverage@10", "users")
+SESSION_COLUMNS = ("p@20_pct", "mrr@20_pct", "hr@10", "ndcg@10", "coverage@10", "users", "seconds")
 Row = tuple[str, str, dict, str]  # (model label, protocol, metrics, training)
 
 
@@ -51,18 +63,23 @@ def mean_rows(rows: list[Row]) -> list[Row]:
 
 def cell(metrics: dict, column: str) -> str:
     value = metrics[column]
-    return value if isinstance(value, str) else str(value) if column == "users" else f"{value:.4f}"
+    return value if isinstance(value, str) else str(value) if column in ("users", "seconds") else f"{value:.4f}"
 
 
 cli = typer.Typer(add_completion=False)
 
 
 @cli.command()
-def main(model: list[Path] = typer.Option(..., help="a trained model directory; repeat for more seeds"),
+def main(model: list[Path] = typer.Option(None, help="a trained model directory; repeat for more seeds"),
          data: Path = typer.Option(None), data_format: str = typer.Option("sasrec", "--format"),
          name: str = typer.Option(None, help="dataset name in the table"), seed: int = typer.Option(0),
          sessions: int = typer.Option(20_000), data_seed: int = typer.Option(0),
          json_path: Path = typer.Option(None)) -> None:
+    if data_format == SESSIONS:
+        session_table(data, name or data.name, seed, json_path)
+        return
+    if not model:
+        raise typer.BadParameter("give --model (or --format sessions)")
     sess = load(data_format, data, sessions=sessions, seed=data_seed)
     name = name or (data.name if data else data_format)
     rows = [row for m in model for row in model_rows(m, sess, seed)]
@@ -80,6 +97,17 @@ def main(model: list[Path] = typer.Option(..., help="a trained model directory; 
         records = [{"dataset": name, "model": label, "protocol": p, "training": spent, **r}
                    for label, p, r, spent in rows]
         json_path.write_text(json.dumps(records, indent=1))
+
+
+def session_table(data: Path, name: str, seed: int, json_path: Path | None) -> None:
+    """Every baseline on the session benchmark, validation then test (the validation-tuned values)."""
+    rows = [evaluate_sessions(b, data, split, seed=seed) for b in BASELINES for split in ("valid", "test")]
+    print(f"| dataset | model | split | {' | '.join(SESSION_COLUMNS)} |")
+    print("|" + "---|" * (3 + len(SESSION_COLUMNS)))
+    for r in rows:
+        print(f"| {name} | {r['model']} | {r['split']} | {' | '.join(cell(r, c) for c in SESSION_COLUMNS)} |")
+    if json_path:
+        json_path.write_text(json.dumps([{"dataset": name, **r} for r in rows], indent=1))
 
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
-"""Sessions -> index sequences, the SASRec leave-last-out split, training windows, negatives.
+"""Sessions -> index sequences, the SASRec leave-last-out split, the session-benchmark split,
+training windows, negatives.
 
 Leave-last-out (SASRec, Kang & McAuley 2018): for every user/session with >= 3 interactions,
 the last item is the test target, the second-last the validation target and the rest is
 training data; shorter sequences are training data only and are not evaluated.
+
+Session benchmark (``session_split``; SR-GNN's DIGINETICA files): the training sessions are in
+time order and every prefix of a session predicts its next item. Validation is carved from the
+end of the training period (the last ``valid_fraction`` of the sessions, every prefix of each a
+case, as the test file's), so parameters are chosen without the test file.
 """
 from __future__ import annotations
 
@@ -101,6 +107,38 @@ def build_vocab_and_split(sessions: list[Session], catalogue: Vocab | None = Non
     return vocab, users, split
 
 
+def prefix_cases(seqs: list[np.ndarray], key: str = "s") -> EvalSet:
+    """Every prefix of every sequence with the item after it (n - 1 cases for a sequence of n)."""
+    ev = EvalSet()
+    for r, s in enumerate(seqs):
+        for cut in range(1, len(s)):
+            ev.keys.append(f"{key}{r}:{cut}")
+            ev.items.append(s[:cut])
+            ev.types.append(np.ones(cut, dtype=np.int64))  # every benchmark event is a view (index 1)
+            ev.targets.append(int(s[cut]))
+            ev.rated.append(s[:cut])
+    return ev
+
+
+def session_split(train: list[np.ndarray], test_lines: list[np.ndarray], n_items: int,
+                  valid_fraction: float = 0.1) -> Split:
+    """The benchmark's split: ``train`` = the sessions before the last ``valid_fraction`` (in file
+    order = time order), ``valid`` = every prefix of those last sessions, ``test`` = the test lines
+    (prefix + target), ``refit`` = every training session (what the test figure is fit on)."""
+    cut = len(train) - int(round(len(train) * valid_fraction))
+    ones = [np.ones(len(s), dtype=np.int64) for s in train]
+    encoded = [Encoded(f"s{r}", s, t) for r, (s, t) in enumerate(zip(train, ones))]
+    test = EvalSet()
+    for r, line in enumerate(test_lines):
+        test.keys.append(f"t{r}")
+        test.items.append(line[:-1])
+        test.types.append(np.ones(len(line) - 1, dtype=np.int64))
+        test.targets.append(int(line[-1]))
+        test.rated.append(line[:-1])
+    fit = encoded[:cut]
+    return Split(fit, prefix_cases(train[cut:], key="v"), test, item_counts(fit, n_items), encoded)
+
+
 def pad_left(seqs: list[np.ndarray], length: int) -> np.ndarray:
     """Stack the last ``length`` entries of each sequence, left-padded with 0."""
     out = np.zeros((len(seqs), length), dtype=np.int64)
@@ -163,3 +201,11 @@ def sample_negatives(rated: list[np.ndarray], n_items: int, n: int = 100, seed: 
         out[r] = np.concatenate(got)[:n]
     return out
 
+
+def item_counts(seqs: list[Encoded], n_items: int) -> np.ndarray:
+    """Training counts per item index (index 0, the padding, stays 0): the popular baseline's scores."""
+    counts = np.zeros(n_items + 1, dtype=np.int64)
+    for s in seqs:
+        np.add.at(counts, s.items, 1)
+    counts[0] = 0
+    return counts

@@ -46,7 +46,7 @@ import typer
 from serving.model.artifacts import Vocab, save_model_dir
 from serving.model.transformer import ModelConfig, SessionTransformer
 from serving.offline.data import Session, describe, load
-from serving.offline.evaluate import evaluate_scorer, model_scorer
+from serving.offline.evaluate import baseline_scorer, evaluate_scorer, model_scorer
 from serving.offline.sequences import Encoded, EvalSet, build_vocab_and_split, training_windows
 
 Log = Callable[[str], None]
@@ -133,11 +133,13 @@ class TrainSummary:
     data: dict
     refit: list[dict]  # one row per epoch after selection (cfg.refit_epochs)
     test: dict | None = None  # {protocol: metrics} of the saved model (best epoch, refit); None without test_eval
+    popular: dict | None = None  # the same for the popular-items baseline on the same split, the floor to beat
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        if self.test is None:
-            del out["test"]
+        for name in ("test", "popular"):
+            if out[name] is None:
+                del out[name]
         return out
 
 
@@ -425,6 +427,8 @@ def train_model(cfg: TrainConfig, sessions: list[Session], out: Path | None = No
                            data=describe(sessions) | (meta or {}), refit=refit_rows)
     if cfg.test_eval:
         summary.test = _rounded(evaluate_scorer(model_scorer(model, device), split.test, vocab.n_items, seed=cfg.seed))
+        summary.popular = _rounded(evaluate_scorer(baseline_scorer("popular", split, vocab.n_items), split.test,
+                                                   vocab.n_items, seed=cfg.seed))
     model.to("cpu").eval()
     if out is not None:
         save_model_dir(out, model, vocab, summary.to_dict())
@@ -490,6 +494,11 @@ def main(
           f"on {s.device} | "
           f"test sampled100 HR@10 {sm.get('hr@10', nan):.4f} NDCG@10 {sm.get('ndcg@10', nan):.4f} | "
           f"full HR@10 {fu.get('hr@10', nan):.4f} NDCG@10 {fu.get('ndcg@10', nan):.4f}")
+    if s.popular is not None:
+        model_ndcg, popular_ndcg = fu.get("ndcg@10", nan), s.popular.get("full", {}).get("ndcg@10", nan)
+        verdict = "beats" if model_ndcg > popular_ndcg else "does NOT beat"
+        print(f"the model {verdict} popular items on the same test sessions: full NDCG@10 {model_ndcg:.4f} "
+              f"against {popular_ndcg:.4f}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,11 @@ def test_valid_event_parses():
     (encode({k: v for k, v in GOOD.items() if k != "item_id"}), "invalid_schema"),
     (encode({**GOOD, "ts": "yesterday"}), "invalid_schema"),
     (encode({**GOOD, "ts": "1700000000000"}), "invalid_schema"),
-    (encode({**GOOD, "event_type": "wishlist"}), "unknown_event_type"),
+    (encode({**GOOD, "event_type": "wishlist"}), "unknown_event_type"),  # a newer producer's type
+    (encode({"event_type": "wishlist"}), "unknown_event_type"),  # whatever else is wrong
+    (encode({k: v for k, v in GOOD.items() if k != "event_type"}), "invalid_schema"),  # malformed, not newer
+    (encode({**GOOD, "event_type": 1}), "invalid_schema"),
+    (encode({**GOOD, "event_type": None}), "invalid_schema"),
     (encode({**GOOD, "session_id": ""}), "invalid_schema"),
     (encode({**GOOD, "pad": "x" * 2_000_000}), "too_large"),
     (b"[" * 5000 + b"]" * 5000, "too_deep"),

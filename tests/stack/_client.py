@@ -11,6 +11,15 @@ from contract.messages import Event
 from contract.settings import get_settings
 
 
+def wait_until(condition, timeout_s: float, every_s: float = 0.5):
+    """Polls ``condition()`` until it returns something truthy or ``timeout_s`` passes; returns its
+    last value. Tests wait for what they need instead of sleeping a guessed time."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(every_s)
+    return value
+
+
 class Shopper:
     """A site as an outsider: sends events as the `producer` Kafka user and reads back the
     recommendation of each as `reader`."""

@@ -4,6 +4,7 @@ in the worker's memory."""
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -15,6 +16,7 @@ from features.feature_repo.definitions import session_state, user_stats
 from features.privacy import pseudonym
 from features.state import OnlineState, SessionState
 from features.store import OnlineFeatures, RedisRows
+from tests.stack._client import wait_until
 
 pytestmark = pytest.mark.stack
 
@@ -34,8 +36,6 @@ def shopper_events(tag: str, user: str, session: str, n: int, start: int = 0) ->
             for i in range(start, start + n)]
 
 
-def wait_for_feast() -> None:
-    time.sleep(2 * get_settings().feature_flush_s + 1.0)  # sessions, then the counters their tallies changed
 
 
 @pytest.fixture
@@ -53,7 +53,8 @@ def test_feast_and_the_topic_carry_pseudonyms_and_every_row_has_its_views_ttl(co
     recs, _ = collect(tag, want_recs=len(events), want_dlq=0, deadline_s=120)
     stored_user = pseudonym(settings.pseudonym_key.get_secret_value().encode(), f"{tag}-alice")
     assert {r["user_id"] for r in recs.values()} == {stored_user}
-    wait_for_feast()
+    # Sessions reach Feast at the worker's next flush, the user counters their tallies changed after.
+    wait_until(lambda: OnlineFeatures(settings).read_users([stored_user])[stored_user].event_count == 5, 30)
 
     users = OnlineFeatures(settings).read_users([stored_user, f"{tag}-alice"])
     assert users[stored_user].event_count == 5 and users[stored_user].session_ids == (f"{tag}-s1",)
@@ -73,6 +74,11 @@ def test_feast_and_the_topic_carry_pseudonyms_and_every_row_has_its_views_ttl(co
                 pipe.hvals(key)
             values = pipe.execute()
         assert not [key for key, vals in zip(chunk, values) if raw in key or any(raw in v for v in vals)]
+
+    # Nor in the worker's log or its metrics (it logs and labels by pseudonym, if at all).
+    assert raw.decode() not in (settings.run_dir / "logs" / "worker.log").read_text(errors="replace")
+    metrics_url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+    assert raw.decode() not in urllib.request.urlopen(metrics_url, timeout=5).read().decode()
 
 
 def test_an_expired_session_is_gone_from_redis_not_only_hidden(redis_rows):
@@ -94,10 +100,10 @@ def test_an_erased_user_is_gone_from_redis_and_from_the_workers_memory(collect, 
               + shopper_events(tag, "carol", "s3", 2))
     send(events)
     collect(tag, want_recs=len(events), want_dlq=0, deadline_s=120)
-    wait_for_feast()
     bob_keys = [redis_rows.key(session_state, f"{tag}-s1"), redis_rows.key(session_state, f"{tag}-s2"),
                 redis_rows.key(user_stats, bob)]
     carol_keys = [redis_rows.key(session_state, f"{tag}-s3"), redis_rows.key(user_stats, carol)]
+    wait_until(lambda: redis_rows.client.exists(*bob_keys, *carol_keys) == 5, 30)
     assert redis_rows.client.exists(*bob_keys, *carol_keys) == 5
 
     erasures_before = worker_metric("reco_erasures_total")
@@ -117,8 +123,8 @@ def test_an_erased_user_is_gone_from_redis_and_from_the_workers_memory(collect, 
     cited = {t.split(":", 1)[1] for item in recs[f"{tag}x-again"]["items"] for t in item["explanation"]
              if t.startswith("view:")}
     assert cited <= {"i99"}, cited  # no token cites what he viewed before the erasure
-    wait_for_feast()
     features = OnlineFeatures(settings)
+    wait_until(lambda: features.read_users([bob])[bob].event_count == 1, 30)
     assert features.read_sessions([f"{tag}-s1"])[f"{tag}-s1"].event_count == 1
     user = features.read_users([bob])[bob]
     assert (user.event_count, user.session_count, user.session_ids) == (1, 1, (f"{tag}-s1",))

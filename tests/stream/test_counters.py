@@ -3,7 +3,8 @@ from contract.messages import Tally, TallyBatch
 from contract.settings import Settings
 from features.cache import StateCache
 from features.store import OnlineFeatures
-from stream.counters import Counters, TallyOutbox, item_key, route, user_key
+from stream.checkpoint import item_key, route, user_key
+from stream.counters import Counters
 
 
 def tally(n: int, item: str, user: str | None = "u1", partition: int = 0) -> Tally:
@@ -33,33 +34,3 @@ async def test_a_tally_batch_counted_twice_counts_once(tmp_path):
     items = counters.state.items.values
     assert (items["a"].interaction_count, items["b"].interaction_count) == (5, 1)
     assert items["a"].applied_offsets == (4,) and items["b"].applied_offsets == (-1, -1, -1, 9)
-
-
-async def test_the_outbox_sends_deferred_events_before_later_ones_of_their_partition(tmp_path):
-    """Events deferred through a Redis outage are folded after later events of their partition:
-    taken in offset order, every one of them is counted, none skipped as already counted."""
-    outbox = TallyOutbox()
-    outbox.add([tally(5, "a"), tally(6, "a"), tally(2, "a", partition=1)], ["batch"])
-    outbox.add([tally(3, "a"), tally(4, "a")], ["deferred"])
-    tallies, events = outbox.take()
-    assert [(t.source_partition, t.source_offset) for t in tallies] == [(0, 3), (0, 4), (0, 5), (0, 6), (1, 2)]
-    assert events == ["batch", "deferred"] and outbox.take() == ([], [])
-
-    features = OnlineFeatures(Settings(run_dir=tmp_path, online_store="sqlite"))
-    features.apply()
-    counters = Counters(StateCache(features), "item")
-    await counters.count(list(route(tallies, item_key, 8).values()))
-    assert counters.state.items.values["a"].interaction_count == 5
-
-
-def test_unsent_tallies_go_first_next_time_and_an_erased_user_keeps_only_item_counts():
-    outbox = TallyOutbox()
-    outbox.add([tally(1, "a", user="u1")], ["e1"])
-    taken = outbox.take()
-    outbox.add([tally(2, "b", user="u2")], ["e2"])
-    outbox.put_back(*taken)  # the broker failed
-    outbox.forget_users(["u2"])
-    tallies, events = outbox.take()
-    assert [(t.item_id, t.user_id) for t in tallies] == [("a", "u1"), ("b", None)] and events == ["e1", "e2"]
-    by_user = route(tallies, user_key, 8).values()
-    assert [t.item_id for value in by_user for t in TallyBatch.model_validate_json(value).tallies] == ["a"]

@@ -13,6 +13,7 @@ from stream.live_exposure import Exposure
 from stream.pipeline import Pipeline, RawMessage
 from stream.popularity import Popularity
 from stream.selection import select_items
+from tests.stream.fakes import process
 
 
 def candidates(*ids):
@@ -116,8 +117,8 @@ async def test_the_pipeline_reranks_on_the_categories_the_worker_holds(tmp_path)
     got = {}
     for diversity in (0.0, 0.5):
         pipe = make_pipeline(tmp_path, diversity)
-        await pipe.process(warm)
-        rec = (await pipe.process([event(10, "s", "i5", "c3")])).recommendations[0]
+        await process(pipe, warm)
+        rec = (await process(pipe, [event(10, "s", "i5", "c3")]))[1].recommendations[0]
         got[diversity] = [i.item_id for i in rec.items]
         assert rec.fallback is None and all(i.explanation for i in rec.items)
         assert sum(pipe.exposure.counts.values()) == 7 * 5  # every slot of every recommendation

@@ -5,53 +5,25 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from contract.ranking import Candidate
 from contract.settings import Settings
 from features.cache import StateCache
 from features.privacy import pseudonym
 from features.store import OnlineFeatures
-from stream.counters import Counters, item_key, route, user_key
+from stream.checkpoint import item_key, route, user_key
+from stream.counters import Counters
 from stream.pipeline import Pipeline, RawMessage
 from stream.writeback import WriteBehind
-
-
-class FakeRanker:
-    """Ranks a fixed catalogue, cites the most recent interaction; can be switched off."""
-
-    def __init__(self):
-        self.down = False
-        self.catalogue = "synthetic"  # the catalogue the fake model was trained on
-
-    async def rank(self, sessions):
-        if self.down:
-            raise ConnectionError("triton is down")
-        out = []
-        for items, _ in sessions:
-            out.append([Candidate(f"i{n}", 30.0 - n, len(items) - 1, 0.5) for n in range(30)])
-        return out, "fake:1", self.catalogue
-
-
-def event(n, session="s1", kind="view", item=None):
-    return {"event_id": f"e{n}", "event_type": kind, "session_id": session, "user_id": "u1",
-            "item_id": item or f"i{n}", "ts": 1_700_000_000_000 + n, "price": 1.0, "category_id": "c1"}
-
-
-def messages(payloads):
-    return [RawMessage(p if isinstance(p, bytes) else json.dumps(p).encode(), "events", 0, n)
-            for n, p in enumerate(payloads)]
+from tests.stream.fakes import FakeRanker, FlakyStore, event, make_pipeline, messages, process
 
 
 @pytest.fixture
 def pipeline(tmp_path):
-    settings = Settings(run_dir=tmp_path, online_store="sqlite", k=5)
-    features = OnlineFeatures(settings)
-    features.apply()
-    return Pipeline(settings, StateCache(features), FakeRanker())
+    return make_pipeline(tmp_path)
 
 
 async def test_every_valid_event_gets_a_recommendation_and_bad_ones_a_dead_letter(pipeline):
     payloads = [event(1), b"{oops", event(2, kind="purchase", item="i0"), {**event(3), "event_type": "wish"}, event(4)]
-    result = await pipeline.process(messages(payloads))
+    _, result = await process(pipeline, messages(payloads))
     assert [r.event_id for r in result.recommendations] == ["e1", "e2", "e4"]
     assert [(d.reason, d.offset) for d in result.dead_letters] == [("not_json", 1), ("unknown_event_type", 3)]
     for rec in result.recommendations:
@@ -62,10 +34,10 @@ async def test_every_valid_event_gets_a_recommendation_and_bad_ones_a_dead_lette
     assert result.recommendations[2].items[0].explanation[0] == "view:i4"
 
 
-async def count_tallies(store, results) -> None:
+async def count_tallies(store, results) -> None:  # results: Folded batches
     """What the owners of the counters do with these batches' tallies: count, then write to Feast."""
     cache = StateCache(store)
-    tallies = [t for result in results for t in result.tallies]
+    tallies = [t for folded in results for t in folded.tallies]
     for kind, key in (("item", item_key), ("user", user_key)):
         await Counters(cache, kind).count(list(route(tallies, key, partitions=8).values()))
     store.write(cache.take_dirty())
@@ -73,8 +45,8 @@ async def count_tallies(store, results) -> None:
 
 async def test_online_state_follows_the_events_and_redelivery_is_idempotent(pipeline):
     batch = messages([event(1, item="a"), event(2, item="b", kind="purchase"), event(3, "s2", item="a")])
-    first = await pipeline.process(batch)
-    again = await pipeline.process(batch)  # redelivered after a crash: no double counting
+    first, _ = await process(pipeline, batch)
+    again, _ = await process(pipeline, batch)  # redelivered after a crash: no double counting
     assert [t.source_offset for t in again.tallies] == [0, 1, 2]  # the same events, so counted once
     store = pipeline.state.store
     acked = []
@@ -96,9 +68,9 @@ async def test_online_state_follows_the_events_and_redelivery_is_idempotent(pipe
 
 
 async def test_triton_outage_serves_popular_items_with_a_fallback_reason(pipeline):
-    await pipeline.process(messages([event(n, session=f"s{n}", item=f"p{n % 3}") for n in range(9)]))
+    await process(pipeline, messages([event(n, session=f"s{n}", item=f"p{n % 3}") for n in range(9)]))
     pipeline.ranker.down = True
-    result = await pipeline.process(messages([event(20, session="new")]))
+    _, result = await process(pipeline, messages([event(20, session="new")]))
     rec = result.recommendations[0]
     assert rec.fallback == "triton_unavailable"
     ids = [i.item_id for i in rec.items]
@@ -108,7 +80,7 @@ async def test_triton_outage_serves_popular_items_with_a_fallback_reason(pipelin
 
 async def test_the_event_own_item_is_never_recommended_nor_explained_by_itself(pipeline):
     """The fake ranker ranks i0..i29 and cites the latest interaction: i1 is on screen after e1."""
-    result = await pipeline.process(messages([event(0, item="i3"), event(1, item="i1")]))
+    _, result = await process(pipeline, messages([event(0, item="i3"), event(1, item="i1")]))
     first, second = ([i.item_id for i in r.items] for r in result.recommendations)
     assert "i3" not in first and "i1" not in second and "i3" in second
     cited = [tok for r in result.recommendations for i in r.items for tok in i.explanation if tok.startswith("view:")]
@@ -120,17 +92,17 @@ async def test_a_model_of_another_catalogue_only_recommends_items_the_stream_nam
     """The fake model ranks i0..i29; this site's stream has named i0..i7 and p0..p2 only."""
     pipeline.ranker.catalogue = "diginetica"
     named = [f"i{n}" for n in range(8)] + ["p0", "p1", "p2"]
-    await pipeline.process(messages([event(n, session=f"s{n}", item=item) for n, item in enumerate(named)]))
-    result = await pipeline.process(messages([event(20, session="new", item="i2")]))
+    await process(pipeline, messages([event(n, session=f"s{n}", item=item) for n, item in enumerate(named)]))
+    _, result = await process(pipeline, messages([event(20, session="new", item="i2")]))
     ids = [i.item_id for i in result.recommendations[0].items]
     assert ids == ["i0", "i1", "i3", "i4", "i5"] and set(ids) <= set(named)
     assert REGISTRY.get_sample_value("reco_model_catalogue_mismatch") == 1
     pipeline.ranker.catalogue = "synthetic"  # the site's own (Settings.catalogue): every candidate is an item here
-    result = await pipeline.process(messages([event(21, session="new2", item="i0")]))
+    _, result = await process(pipeline, messages([event(21, session="new2", item="i0")]))
     assert [i.item_id for i in result.recommendations[0].items] == ["i1", "i2", "i3", "i4", "i5"]
     assert REGISTRY.get_sample_value("reco_model_catalogue_mismatch") == 0
     pipeline.ranker.catalogue = "diginetica"
-    result = await pipeline.process(messages([event(22, session="new3", item="p0")]))
+    _, result = await process(pipeline, messages([event(22, session="new3", item="p0")]))
     ids = [i.item_id for i in result.recommendations[0].items]
     assert len(ids) == 5 and "i8" not in ids and set(ids) <= set(named)
 
@@ -140,7 +112,7 @@ async def test_excluding_the_whole_session(tmp_path):
     features = OnlineFeatures(settings)
     features.apply()
     pipe = Pipeline(settings, StateCache(features), FakeRanker())
-    result = await pipe.process(messages([event(0, item="i0"), event(1, item="i1"), event(2, item="i2")]))
+    _, result = await process(pipe, messages([event(0, item="i0"), event(1, item="i1"), event(2, item="i2")]))
     assert [i.item_id for i in result.recommendations[-1].items] == ["i3", "i4", "i5", "i6", "i7"]
 
 
@@ -151,10 +123,10 @@ async def test_user_ids_are_pseudonymous_everywhere_unless_publishing_them_is_co
         features = OnlineFeatures(settings)
         features.apply()
         pipe = Pipeline(settings, StateCache(features), FakeRanker())
-        result = await pipe.process(messages([event(1)]))
+        folded, result = await process(pipe, messages([event(1)]))
         rec = result.recommendations[0]
         features.write(pipe.state.take_dirty())  # what the write-behind does
-        await count_tallies(features, [result])
+        await count_tallies(features, [folded])
         hidden = pseudonym(b"k3y", "u1")
         assert hidden != pseudonym(b"other", "u1") and hidden.startswith("p_")
         assert rec.user_id == ("u1" if publish else hidden) and rec.session_id == "s1"
@@ -170,55 +142,32 @@ async def test_a_later_event_on_a_recommended_item_is_attributed_to_its_version_
     def recommended():
         return REGISTRY.get_sample_value("reco_recommendations_total", {"model_version": "fake:1"}) or 0.0
 
-    async def process_and_learn(batch):
-        folded = await pipeline.fold(batch)
-        result = await pipeline.recommend(folded)
-        pipeline.learn(folded, result)
-        return result
-
     before = count("click", "2-5"), count("click", "1"), recommended()
-    first = await process_and_learn(messages([event(1, item="i0")]))
+    _, first = await process(pipeline, messages([event(1, item="i0")]))
     assert [i.item_id for i in first.recommendations[0].items][:3] == ["i1", "i2", "i3"]
     # i3 was third for e1; then i0 is first for e2 (its own item i3 excluded); e4 touches nothing shown.
     second = messages([event(2, kind="click", item="i3"), event(3, kind="click", item="i0"),
                        event(4, kind="click", item="zz")])
-    await process_and_learn(second)
+    await process(pipeline, second)
     assert (count("click", "2-5") - before[0], count("click", "1") - before[1]) == (1, 1)
     assert recommended() - before[2] == 4
     session = pipeline.state.sessions.values["s1"]
     assert session.attributed_count == 2 and [s.ts for s in session.recommended][-1] == event(4)["ts"]
-    await process_and_learn(second)  # redelivered: its recommendations go out again, but count once
+    await process(pipeline, second)  # redelivered: its recommendations go out again, but count once
     assert (count("click", "2-5") - before[0], count("click", "1") - before[1]) == (1, 1)
     assert recommended() - before[2] == 4
-
-
-class FlakyStore:
-    """A store that can be switched off: reads and writes then fail as an unreachable Redis does."""
-
-    def __init__(self, store):
-        self.store, self.down = store, False
-
-    def read(self, *ids):
-        if self.down:
-            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-        return self.store.read(*ids)
-
-    def write(self, state):
-        if self.down:
-            raise RedisConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
-        self.store.write(state)
 
 
 async def test_store_outage_defers_unheld_sessions_with_a_flag_and_folds_them_exactly_once_back(pipeline):
     store = FlakyStore(pipeline.state.store)
     pipeline.state.store = store
-    await pipeline.process(messages([event(1, "s1", item="a")]))  # s1 is held from now on
+    await process(pipeline, messages([event(1, "s1", item="a")]))  # s1 is held from now on
     store.down = True
 
     batch = [RawMessage(json.dumps(p).encode(), "events", 0, offset) for offset, p in
              [(10, event(2, "s1", item="b")), (11, event(3, "s2", item="c")), (12, event(4, "s2", item="d"))]]
     folded = await pipeline.fold(batch, degrade=True)
-    assert folded.deferred == [(0, 11), (0, 12)]  # s2 is neither held nor readable
+    assert [(d.message.partition, d.message.offset) for d in folded.deferred] == [(0, 11), (0, 12)]  # s2: unread
     assert [t.event_id for t in folded.tallies] == ["e2"]  # deferred events are not counted yet
     result = await pipeline.recommend(folded)
     assert [r.fallback for r in result.recommendations] == [None, "features_unavailable", "features_unavailable"]
@@ -228,14 +177,14 @@ async def test_store_outage_defers_unheld_sessions_with_a_flag_and_folds_them_ex
         await pipeline.fold(batch[1:])
     e5 = RawMessage(json.dumps(event(5, "s2", item="e")).encode(), "events", 0, 13)
     later = await pipeline.fold([e5], degrade=True, waiting={"s2"})
-    assert later.deferred == [(0, 13)]  # behind its session's deferred events
+    assert [d.message.offset for d in later.deferred] == [13]  # behind its session's deferred events
 
     store.down = False
     refolded = await pipeline.fold(batch[1:] + [e5])
     assert not refolded.deferred and [t.event_id for t in refolded.tallies] == ["e3", "e4", "e5"]
     assert refolded.tallies[0].session_is_new  # known only now that the stored session was read
     store.write(pipeline.state.take_dirty())
-    await count_tallies(store.store, [result, refolded])
+    await count_tallies(store.store, [folded, refolded])
     user = pseudonym(pipeline.settings.pseudonym_key.get_secret_value().encode(), "u1")
     state = store.read(["s1", "s2"], ["c"], [user])
     assert state.sessions["s1"].item_ids == ("a", "b") and state.sessions["s2"].item_ids == ("c", "d", "e")

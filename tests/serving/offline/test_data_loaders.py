@@ -1,5 +1,4 @@
 """Loaders on tiny temp files in each format, the synthetic generator, and the real shared data."""
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -63,11 +62,8 @@ def test_load_diginetica(tmp_path):
     assert all(isinstance(x, Interaction) for s in sessions for x in s.interactions)
 
 
-def test_synthetic_is_deterministic_fast_and_realistic():
-    t0 = time.time()
+def test_synthetic_is_deterministic_and_realistic():
     a = generate_synthetic(10_000, seed=7)
-    elapsed = time.time() - t0
-    assert elapsed < 5.0, f"10k sessions took {elapsed:.1f}s"
     b = generate_synthetic(10_000, seed=7)
     assert a == b
     assert generate_synthetic(50, seed=8) != a[:50]

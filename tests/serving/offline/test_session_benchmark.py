@@ -1,0 +1,88 @@
+"""The session benchmark's files, prefix expansion, validation split and protocol on hand-made data."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from serving.offline.data import load_session_benchmark
+from serving.offline.evaluate import POOL, evaluate_scorer, evaluate_sessions
+from serving.offline.sequences import EvalSet, prefix_cases, session_split
+
+
+def _write(d, train, test):
+    (d / "train.txt").write_text("".join(" ".join(map(str, s)) + "\n" for s in train))
+    (d / "test.txt").write_text("".join(" ".join(map(str, s)) + "\n" for s in test))
+
+
+def test_loader_and_prefix_expansion_counts(tmp_path):
+    _write(tmp_path, [[1, 2, 3], [4, 5], [2, 2, 6, 1]], [[1, 2], [3, 4, 5]])
+    train, test = load_session_benchmark(tmp_path)
+    assert [s.tolist() for s in train] == [[1, 2, 3], [4, 5], [2, 2, 6, 1]]
+    ev = prefix_cases(train)
+    assert len(ev) == 2 + 1 + 3  # n - 1 cases per session
+    assert [h.tolist() for h in ev.items[:3]] == [[1], [1, 2], [4]] and ev.targets[:3] == [2, 3, 5]
+    assert ev.items[-1].tolist() == [2, 2, 6] and ev.targets[-1] == 1
+
+
+def test_validation_is_the_end_of_the_training_period_and_disjoint():
+    train = [np.array([i, i + 1, i + 2]) for i in range(1, 11)]  # sessions 0..9 in time order
+    test = [np.array([3, 4, 5]), np.array([7, 8])]
+    sp = session_split(train, test, n_items=12, valid_fraction=0.2)
+    assert [u.key for u in sp.train] == [f"s{r}" for r in range(8)]  # the first 80 %
+    # validation: every prefix of sessions 8 and 9 (2 cases each), all later than any training session
+    assert len(sp.valid) == 4 and sp.valid.targets == [10, 11, 11, 12]
+    assert sp.valid.items[1].tolist() == [9, 10]
+    fit_rows = {u.items.tobytes() for u in sp.train}
+    assert not any(s.tobytes() in fit_rows for s in train[8:])
+    assert sp.train_counts[9] == 2 and sp.train_counts[12] == 0  # popularity from the fit part only
+    assert len(sp.refit) == 10  # the test figure is fit on every training session
+    assert sp.test.targets == [5, 8] and sp.test.items[0].tolist() == [3, 4]
+
+
+class TableScorer:
+    def __init__(self, table):
+        self.table = torch.tensor(table, dtype=torch.float32)
+        self.max_len = 50
+
+    def __call__(self, items, types):
+        return self.table.unsqueeze(0).expand(items.shape[0], -1).clone()
+
+
+def _ev(histories, targets):
+    return EvalSet([str(i) for i in range(len(targets))], [np.array(h) for h in histories],
+                   [np.ones(len(h), np.int64) for h in histories], targets, [np.array(h) for h in histories])
+
+
+def test_sessions_protocol_keeps_history_and_reports_percent():
+    n = 100
+    scorer = TableScorer(np.arange(n + 1, dtype=np.float32))  # item i scores i: rank of i is n - i
+    # a repeat of the history at rank 0, rank 3, rank 19, rank 20 (a miss at 20), rank 60 (beyond the pool)
+    ev = _ev([[100, 5], [1], [7], [7], [7]], [100, 97, 81, 80, 40])
+    res = evaluate_scorer(scorer, ev, n, protocols=("sessions",))["sessions"]
+    assert res["mrr@20"] == pytest.approx((1 + 1 / 4 + 1 / 20) / 5)
+    assert res["hr@20"] == pytest.approx(3 / 5) and res["p@20_pct"] == pytest.approx(60.0)
+    assert res["mrr@20_pct"] == pytest.approx(100 * res["mrr@20"])
+    assert res["hr@10"] == pytest.approx(2 / 5)
+    assert res["ndcg@10"] == pytest.approx((1 + 1 / math.log2(5)) / 5)
+    assert POOL < 60  # the last target is outside the pool and still a miss
+
+
+def test_sessions_protocol_ties_at_the_pool_edge_are_ranked_on_the_whole_row():
+    n = 100
+    table = np.zeros(n + 1, dtype=np.float32)
+    table[1:11] = 2.0  # ten items above 70 tied items at the pool's edge
+    table[11:81] = 1.0
+    ev = _ev([[1]] * 2000, [50] * 2000)
+    res = evaluate_scorer(TableScorer(table), ev, n, protocols=("sessions",))["sessions"]
+    # rank = 10 + uniform share of the 69 other ties: 0..69 -> P(rank < 20) = 10 / 70
+    assert res["hr@20"] == pytest.approx(10 / 70, abs=0.03)
+
+
+def test_evaluate_sessions_cli_path_on_tiny_files(tmp_path):
+    train = [[1, 2, 3], [2, 3, 4], [1, 2, 3], [3, 4, 5], [1, 2, 3], [2, 3, 4], [1, 2, 3], [2, 3, 4], [1, 2, 3],
+             [1, 2, 3]]
+    _write(tmp_path, train, [[1, 2, 3], [2, 3, 4]])
+    res = evaluate_sessions("vsknn", tmp_path, "test")
+    assert res["users"] == 2 and res["p@20_pct"] == 100.0 and res["model"] == "vsknn"
+    assert evaluate_sessions("itemknn", tmp_path, "valid")["users"] == 2  # the last session's 2 prefixes
