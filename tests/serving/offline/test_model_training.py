@@ -3,6 +3,7 @@ import json
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -44,7 +45,16 @@ def test_model_learns_a_cycle_to_hr1():
     assert test["sampled100"]["hr@5"] > 0.97 and test["full"]["ndcg@10"] > 0.95
 
 
-def test_train_and_evaluate_cli_then_publish(tmp_path):
+@pytest.fixture
+def own_run_dir(tmp_path, monkeypatch):
+    """Versions are numbered above the retired ones (.run/retired): a run dir of this test's own."""
+    monkeypatch.setenv("RECO_RUN_DIR", str(tmp_path / "run"))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_train_and_evaluate_cli_then_publish(tmp_path, own_run_dir):
     """Train writes a model directory; the export entry point (serving.online.export publish, not
     the training CLI) makes it a version of the repository."""
     from serving.online.export import cli as export_cli
