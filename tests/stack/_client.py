@@ -103,3 +103,12 @@ def feast_mismatches(events: list[dict], session_ids: list[str], item_ids: list[
         if got_counts != want_counts:
             wrong.append(f"item {item}: {got_counts} != {want_counts}")
     return wrong
+
+
+def feast_settled(events: list[dict], session_ids: list[str], item_ids: list[str], timeout_s: float = 30) -> list[str]:
+    """:func:`feast_mismatches` once the worker's write-behind and the tallies' owners have caught up
+    (polled until none is left or ``timeout_s`` passes): empty when every row ends exact."""
+    deadline = time.monotonic() + timeout_s
+    while (wrong := feast_mismatches(events, session_ids, item_ids)) and time.monotonic() < deadline:
+        time.sleep(1)
+    return wrong

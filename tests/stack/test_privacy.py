@@ -111,9 +111,7 @@ def test_an_erased_user_is_gone_from_redis_and_from_the_workers_memory(collect, 
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert "deleted session_state 2, user_stats 1" in out, out
     assert redis_rows.client.exists(*bob_keys) == 0 and redis_rows.client.exists(*carol_keys) == 2
-    deadline = time.time() + 30
-    while worker_metric("reco_erasures_total") == erasures_before and time.time() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: worker_metric("reco_erasures_total") != erasures_before, timeout_s=30, every_s=0.2)
     assert worker_metric("reco_erasures_total") == erasures_before + 1
 
     # Bob comes back to session s1: the worker starts him from nothing, in memory and in Feast.
