@@ -98,6 +98,7 @@ if [[ ! -x $VENV/bin/python ]]; then
     log "venv: creating $VENV with $PYTHON"
     "$PYTHON" -m venv "$VENV"
 fi
+venv_site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')  # compiled below; the model env reads it
 # Exactly the locked set, whatever the index holds today: the installer is uv at the version and
 # hashes pinned in requirements.lock (bootstrapped by the venv's own pip, hash-checked, no deps), and
 # the lock is installed with --no-deps --require-hashes, so no resolver ever looks at a newer upstream
@@ -114,7 +115,7 @@ if ! stamp_ok venv "$key"; then
     "$UV" pip install -q --python "$PY" --no-deps --require-hashes -r requirements.lock
     "$UV" pip install -q --python "$PY" --no-deps -e .
     "$PY" -m pip check >&2 || die "venv: requirements.lock does not satisfy pyproject.toml; run 'make lock'"
-    "$PY" -m compileall -q -j 0 "$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" >/dev/null || true
+    "$PY" -m compileall -q -j 0 "$venv_site" >/dev/null || true
     stamp_set venv "$key"
 fi
 
@@ -157,7 +158,6 @@ fi
 # To avoid a second multi-GB torch install, the venv holds numpy 1.26 only and a .pth appends the
 # repo root (for serving.*) and .venv's site-packages (torch & co) after it; numpy 1.26 shadows 2.x.
 MODEL_ENV=$STACK_DIR/model-env
-venv_site=$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 key="numpy-$MODEL_NUMPY-$venv_site"
 if ! stamp_ok model-env "$key" || [[ ! -x $MODEL_ENV/bin/python ]]; then
     log "model-env: numpy==$MODEL_NUMPY + torch from .venv in $MODEL_ENV"
