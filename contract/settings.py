@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -21,12 +21,21 @@ SECRETS_FILE = Path(os.environ.get("RECO_STACK_DIR") or DEFAULT_STACK_DIR) / "se
 # only, a reader reads events, recommendations and dead letters, the admin (a super user) manages.
 KafkaRole = Literal["admin", "worker", "producer", "reader"]
 
+# Every producer of the project (kafka-python and aiokafka take the same names): a write counts once
+# every in-sync replica has it, and a send retried after its partition's leader moved is written
+# once (the broker drops the repeat by producer id and sequence number).
+DURABLE_PRODUCER: dict[str, Any] = {"acks": "all", "enable_idempotence": True}
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECO_", frozen=True, env_file=SECRETS_FILE, extra="ignore")
 
     # Kafka
     bootstrap_servers: str = "127.0.0.1:9092"
+    # Brokers of the cluster (`make up KAFKA_BROKERS=3` runs three; deploy/lib.sh then lists them
+    # all in RECO_BOOTSTRAP_SERVERS). Topics get min(3, brokers) replicas, and with more than one
+    # a write needs all but one of them in sync (acks=all, min.insync.replicas).
+    kafka_brokers: int = Field(1, ge=1)
     events_topic: str = "events"
     recommendations_topic: str = "recommendations"
     dlq_topic: str = "events.dlq"
@@ -132,6 +141,14 @@ class Settings(BaseSettings):
     worker_web_port: int = 6066
     metrics_port: int = 9108
     prometheus_port: int = 9090
+
+    @property
+    def replication_factor(self) -> int:
+        return min(3, self.kafka_brokers)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        return max(1, self.replication_factor - 1)
 
     @property
     def max_dlq_record_bytes(self) -> int:

@@ -5,7 +5,11 @@ Idempotent: a missing topic is created; an existing topic with fewer partitions 
 want gets partitions added (Kafka cannot remove any, so one with more is left as it is). Adding
 partitions moves keys: a session's later events may land on another partition than its earlier
 ones, so per-key order holds only among the events sent after the change.
-Waits up to --timeout seconds for the broker to answer. deploy/up.sh runs it after Kafka starts.
+Every topic gets Settings.replication_factor replicas (min(3, brokers)) and needs all but one of
+them in sync to take a write (min.insync.replicas; producers send with acks=all). Waits up to
+--timeout seconds for the broker to answer, and at the end until every partition of every topic
+has all its replicas in sync again (a restarted broker has caught up). deploy/up.sh runs it after
+Kafka starts.
 
     .venv/bin/python deploy/create_topics.py [--timeout 60]
 """
@@ -41,11 +45,12 @@ def wanted_topics() -> dict[str, int]:
 
 def topic_configs() -> dict[str, dict[str, str]]:
     """Every topic keeps messages topic_retention_hours (an erased shopper's events live on the
-    topics at most that long); a dead letter carries its message's bytes, up to 4/3 larger than
+    topics at most that long) and takes a write once min_insync_replicas have it; a dead letter carries its message's bytes, up to 4/3 larger than
     the message (base64)."""
     s = get_settings()
-    retention = {"retention.ms": str(s.topic_retention_hours * 3600 * 1000)}
-    configs = {name: dict(retention) for name in wanted_topics()}
+    common = {"retention.ms": str(s.topic_retention_hours * 3600 * 1000),
+              "min.insync.replicas": str(s.min_insync_replicas)}
+    configs = {name: dict(common) for name in wanted_topics()}
     configs[s.dlq_topic]["max.message.bytes"] = str(s.max_dlq_record_bytes)
     return configs
 
@@ -84,6 +89,20 @@ def add_partitions(admin: KafkaAdminClient, grow: dict[str, int], have: dict[str
     print("partitions added:", ", ".join(f"{name}({counts.get(name, 0)})" for name in grow))
 
 
+def under_replicated(admin: KafkaAdminClient) -> list[str]:
+    """Partitions of any topic (Kafka's internal ones too) with a replica out of sync."""
+    return [f"{m['topic']}-{p['partition']}" for m in admin.describe_topics() if not m.get("error_code")
+            for p in m["partitions"] if len(p["isr"]) < len(p["replicas"])]
+
+
+def wait_in_sync(admin: KafkaAdminClient, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (lagging := under_replicated(admin)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if lagging:
+        raise SystemExit(f"{len(lagging)} partitions still under-replicated after {timeout_s:.0f}s: {lagging[:5]}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=60.0)
@@ -97,7 +116,8 @@ def main() -> int:
         wanted = wanted_topics()
         existing = set(admin.list_topics())
         configs = topic_configs()
-        new = [NewTopic(name, num_partitions=n, replication_factor=1, topic_configs=configs.get(name, {}))
+        new = [NewTopic(name, num_partitions=n, replication_factor=settings.replication_factor,
+                        topic_configs=configs.get(name, {}))
                for name, n in wanted.items() if name not in existing]
         if new:
             try:
@@ -126,7 +146,9 @@ def main() -> int:
             if have.get(name, 0) < want:
                 print(f"warning: topic {name} has {have.get(name, 0)} partitions, settings want {want}",
                       file=sys.stderr)
-        print("topics ready:", ", ".join(f"{name}({n})" for name, n in wanted.items()))
+        wait_in_sync(admin, args.timeout)
+        print("topics ready:", ", ".join(f"{name}({n})" for name, n in wanted.items()),
+              f"replicas {settings.replication_factor}, all in sync")
     finally:
         admin.close()
     return 0

@@ -30,21 +30,25 @@ log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 # Ports and paths come from the one Settings object (contract/settings.py), so RECO_* env vars apply
-# here exactly as in the Python code. Falls back to its defaults when the venv is not there yet.
+# here exactly as in the Python code. KAFKA_BROKERS (`make up KAFKA_BROKERS=3`) is RECO_KAFKA_BROKERS;
+# with several brokers RECO_BOOTSTRAP_SERVERS is exported listing them all, for every client started
+# from here (services, create_topics.py, the tests under deploy/test.sh).
 load_settings() {
     local out
     [[ -x $PY ]] || die "no $PY: run \`make setup\` first (settings come from contract/settings.py)"
+    if [[ -n ${KAFKA_BROKERS:-} ]]; then export RECO_KAFKA_BROKERS=$KAFKA_BROKERS; fi
     out=$(cd "$ROOT" && "$PY" - <<'EOF'
 from contract.settings import get_settings
 s = get_settings()
 host, _, port = s.bootstrap_servers.split(",")[0].rpartition(":")
 vals = dict(RUN_DIR=s.run_dir, STACK_DIR=s.stack_dir, MODEL_REPO=s.model_repo, MODEL_NAME=s.model_name,
-            KAFKA_HOST=host or "127.0.0.1", KAFKA_PORT=port, REDIS_PORT=s.redis_port,
+            KAFKA_HOST=host or "127.0.0.1", KAFKA_PORT=port, KAFKA_BROKERS=s.kafka_brokers, REDIS_PORT=s.redis_port,
             TRITON_HTTP_PORT=s.triton_http_port, TRITON_GRPC_PORT=s.triton_grpc_port,
             TRITON_METRICS_PORT=s.triton_metrics_port, PROMETHEUS_PORT=s.prometheus_port,
             WORKER_METRICS_PORT=s.metrics_port, WORKER_WEB_PORT=s.worker_web_port,
             MAX_MESSAGE_BYTES=s.max_message_bytes, TOPIC_PARTITIONS=s.topic_partitions,
-            KAFKA_SECURITY=s.kafka_security_protocol, REDIS_USER=s.redis_user)
+            KAFKA_SECURITY=s.kafka_security_protocol, REDIS_USER=s.redis_user,
+            REPLICATION_FACTOR=s.replication_factor, MIN_INSYNC_REPLICAS=s.min_insync_replicas)
 # Secrets go to the services that need them (the broker's config, Redis's ACL file), never to argv.
 secrets = dict(KAFKA_ADMIN_PASSWORD=s.kafka_admin_password, KAFKA_CONTROLLER_PASSWORD=s.kafka_controller_password,
                REDIS_PASSWORD=s.redis_password)
@@ -57,6 +61,37 @@ EOF
     KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT + 1))}
     PID_DIR=$RUN_DIR/pids
     LOG_DIR=$RUN_DIR/logs
+    export RECO_KAFKA_BROKERS=$KAFKA_BROKERS
+    if (( KAFKA_BROKERS > 1 )); then
+        local i servers=()
+        for ((i = 1; i <= KAFKA_BROKERS; i++)); do servers+=("$KAFKA_HOST:$(kafka_port client "$i")"); done
+        RECO_BOOTSTRAP_SERVERS=$(IFS=,; echo "${servers[*]}")
+        export RECO_BOOTSTRAP_SERVERS
+    fi
+}
+
+# Kafka broker i (1-based): with one broker the service `kafka` (data in $RUN_DIR/kafka, as ever),
+# with several `kafka-i` (data in $RUN_DIR/kafka-i); `kafka` in up.sh and down.sh means them all.
+# Broker i listens for clients (and the other brokers) on the first bootstrap port + 2(i - 1) and
+# for its controller on the controller port + 2(i - 1): 9092/9093, 9094/9095, 9096/9097 by default.
+kafka_service() { if (( KAFKA_BROKERS == 1 )); then echo kafka; else echo "kafka-$1"; fi; }
+kafka_index() { if [[ $1 == kafka ]]; then echo 1; else echo "${1#kafka-}"; fi; }
+is_kafka_service() { [[ $1 == kafka || $1 =~ ^kafka-[1-9][0-9]*$ ]]; }
+kafka_port() {  # client|controller INDEX
+    case $1 in
+        client) echo $((KAFKA_PORT + 2 * ($2 - 1))) ;;
+        controller) echo $((KAFKA_CONTROLLER_PORT + 2 * ($2 - 1))) ;;
+    esac
+}
+
+# The Kafka brokers running now (kafka, kafka-2, ...; by pid file, whatever KAFKA_BROKERS says).
+running_brokers() {
+    local f name
+    for f in "$PID_DIR"/kafka.pid "$PID_DIR"/kafka-*.pid; do
+        [[ -e $f ]] || continue
+        name=$(basename "$f" .pid)
+        if is_kafka_service "$name" && running_pid "$name" >/dev/null; then echo "$name"; fi
+    done
 }
 
 pid_file() { echo "$PID_DIR/$1.pid"; }

@@ -24,7 +24,7 @@ import typer
 from kafka import KafkaProducer
 
 from contract.messages import Erasure
-from contract.settings import get_settings
+from contract.settings import DURABLE_PRODUCER, get_settings
 from features.privacy import pseudonym, require_key
 from features.store import OnlineFeatures
 
@@ -48,7 +48,7 @@ def main(
     # Rows first, then the workers: a worker writing them back meanwhile deletes them again itself.
     deleted = features.erase(session_ids, user_ids)
     erasure = Erasure(session_ids=session_ids, user_ids=user_ids, requested_at=int(time.time() * 1000))
-    producer = KafkaProducer(**settings.kafka_client_options("admin"), acks="all")
+    producer = KafkaProducer(**settings.kafka_client_options("admin"), **DURABLE_PRODUCER)
     sent = producer.send(settings.control_topic, value=erasure.model_dump_json().encode()).get(timeout=30)
     producer.close()
 

@@ -10,17 +10,18 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from typing import Any
+from typing import Any, Mapping
 
 import faust
 import mode.loop
 from aiokafka import AIOKafkaConsumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import start_http_server
 from pydantic import ValidationError
 from tenacity import retry, stop_after_delay, wait_exponential
 
 from contract.messages import Erasure
-from contract.settings import Settings, get_settings
+from contract.settings import DURABLE_PRODUCER, Settings, get_settings
 from features.cache import StateCache
 from features.privacy import require_key
 from features.store import OnlineFeatures
@@ -33,6 +34,18 @@ from stream.retry import until_done
 from stream.worker import Worker
 
 log = logging.getLogger(__name__)
+
+
+class DurableProducer(faust_aiokafka.Producer):
+    """Faust's aiokafka producer, idempotent as every producer of the project (DURABLE_PRODUCER):
+    Faust turns idempotence on only inside its transactions, which the worker does not use."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {**super()._settings_extra(), **DURABLE_PRODUCER}
+
+
+class Transport(faust_aiokafka.Transport):
+    Producer = DurableProducer
 
 
 def broker_credentials(settings: Settings) -> faust.SASLCredentials | None:
@@ -74,12 +87,14 @@ def create_app(settings: Settings | None = None) -> faust.App:
     (settings.run_dir / "faust").mkdir(parents=True, exist_ok=True)  # Faust creates only the last level
     app = faust.App(
         settings.consumer_group,
-        broker=f"kafka://{settings.bootstrap_servers}",
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=broker_credentials(settings),
         web_host=settings.bind_host,
         web_bind=settings.bind_host,  # Faust listens on 0.0.0.0 unless told
         web_port=settings.worker_web_port,
         topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.replication_factor,  # Faust's own topics (the assignor's)
+        producer_acks=-1,  # all in-sync replicas
         consumer_auto_offset_reset="earliest",
         consumer_group_instance_id=settings.worker_instance_id,
         broker_session_timeout=settings.session_timeout_s,
@@ -90,6 +105,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         producer_max_request_size=settings.max_dlq_record_bytes,
         consumer_max_fetch_size=settings.max_message_bytes,
     )
+    app.transport = Transport(app.conf.broker_consumer, app)
 
     def raw_topic(name: str) -> faust.TopicT:
         """Bytes in and out: the contract (contract/messages.py) parses and serialises, not Faust."""

@@ -117,13 +117,14 @@ class KafkaPython:
         self._probe: Any = None  # made on first use
 
     def create_topic(self, name: str, partitions: int) -> None:
+        """Replicated as the broker's default.replication.factor says (-1)."""
         from kafka import KafkaAdminClient
         from kafka.admin import NewTopic
         from kafka.errors import TopicAlreadyExistsError
 
         admin = KafkaAdminClient(**self.options)
         try:
-            admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+            admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=-1)])
         except TopicAlreadyExistsError:
             pass
         admin.close()
@@ -131,7 +132,7 @@ class KafkaPython:
     def producer(self, linger_ms: int = 1) -> "Producer":
         from kafka import KafkaProducer
 
-        producer = KafkaProducer(**self.options, acks="all", linger_ms=linger_ms)
+        producer = KafkaProducer(**self.options, acks="all", enable_idempotence=True, linger_ms=linger_ms)
         return Producer(lambda topic, key, value: producer.send(topic, key=key, value=value), producer.flush,
                         producer.close)
 
@@ -193,7 +194,7 @@ class Confluent:
         from confluent_kafka.admin import AdminClient, NewTopic
 
         admin = AdminClient(self.config)  # held until the result is in: its handle serves the future
-        future = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name]
+        future = admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=-1)])[name]
         try:
             future.result(30)
         except KafkaException as error:
@@ -203,7 +204,7 @@ class Confluent:
     def producer(self, linger_ms: int = 1) -> "Producer":
         from confluent_kafka import Producer as RdProducer
 
-        producer = RdProducer({**self.config, "acks": "all", "linger.ms": linger_ms})
+        producer = RdProducer({**self.config, "acks": "all", "enable.idempotence": True, "linger.ms": linger_ms})
         failed: list[str] = []
 
         def delivered(error, _message) -> None:

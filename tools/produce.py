@@ -18,7 +18,7 @@ from kafka import KafkaProducer
 from rich.progress import Progress
 
 from contract.messages import Event
-from contract.settings import Settings, get_settings
+from contract.settings import DURABLE_PRODUCER, Settings, get_settings
 from serving.offline.data import Session, load
 
 cli = typer.Typer(add_completion=False)
@@ -44,7 +44,7 @@ def session_events(sessions: list[Session], stamp_now: bool, prefix: str = "") -
 
 def make_producer(settings: Settings) -> KafkaProducer:
     """As the `producer` user, which may write `events` and nothing else."""
-    return KafkaProducer(**settings.kafka_client_options("producer"), acks="all", linger_ms=5, retries=5,
+    return KafkaProducer(**settings.kafka_client_options("producer"), **DURABLE_PRODUCER, linger_ms=5,
                          max_request_size=4_000_000)
 
 
