@@ -8,6 +8,9 @@ SERVICES ?=
 # RECO_TOPIC_PARTITIONS, 8). Worker i: service worker (i = 1) or worker-i, metrics port 9108 + i - 1,
 # web port 6066 + i - 1, all scraped by Prometheus; `make down` stops every worker.
 WORKERS ?= 1
+# Kafka brokers for up/faults: `make up KAFKA_BROKERS=3` runs a three-node KRaft cluster (each node
+# broker and controller; topics replicated 3 times, min.insync.replicas 2); default 1. `make test`
+# runs 3 unless told otherwise. deploy/lib.sh reads it from the environment (make exports it).
 
 .PHONY: setup up down train demo test bench report lint lock faults retrain rollback gpu-check
 
@@ -122,7 +125,7 @@ report:           ## plot the last 10 minutes from Prometheus into reports/
 bench: setup      ## training throughput, faithfulness and its cost, streaming throughput/latency
 	bash deploy/bench.sh
 
-faults: setup     ## inject each fault (worker kill, broker restart, Triton and Redis outages) under load; print a table
+faults: setup     ## inject each fault (worker kill, broker restart; with KAFKA_BROKERS=3 broker kill, rolling restart; Triton and Redis outages) under load; print a table
 	bash deploy/up.sh
 	$(PY) deploy/faults.py
 

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     # Brokers of the cluster (`make up KAFKA_BROKERS=3` runs three; deploy/lib.sh then lists them
     # all in RECO_BOOTSTRAP_SERVERS). Topics get min(3, brokers) replicas, and with more than one
     # a write needs all but one of them in sync (acks=all, min.insync.replicas).
-    kafka_brokers: int = Field(1, ge=1)
+    kafka_brokers: int = Field(default=1, ge=1)
     events_topic: str = "events"
     recommendations_topic: str = "recommendations"
     dlq_topic: str = "events.dlq"

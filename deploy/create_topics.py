@@ -45,8 +45,8 @@ def wanted_topics() -> dict[str, int]:
 
 def topic_configs() -> dict[str, dict[str, str]]:
     """Every topic keeps messages topic_retention_hours (an erased shopper's events live on the
-    topics at most that long) and takes a write once min_insync_replicas have it; a dead letter carries its message's bytes, up to 4/3 larger than
-    the message (base64)."""
+    topics at most that long) and takes a write once min_insync_replicas have it; a dead letter
+    carries its message's bytes, up to 4/3 larger than the message (base64)."""
     s = get_settings()
     common = {"retention.ms": str(s.topic_retention_hours * 3600 * 1000),
               "min.insync.replicas": str(s.min_insync_replicas)}
@@ -91,8 +91,8 @@ def add_partitions(admin: KafkaAdminClient, grow: dict[str, int], have: dict[str
 
 def under_replicated(admin: KafkaAdminClient) -> list[str]:
     """Partitions of any topic (Kafka's internal ones too) with a replica out of sync."""
-    return [f"{m['topic']}-{p['partition']}" for m in admin.describe_topics() if not m.get("error_code")
-            for p in m["partitions"] if len(p["isr"]) < len(p["replicas"])]
+    return [f"{m['name']}-{p['partition_index']}" for m in admin.describe_topics() if not m.get("error_code")
+            for p in m["partitions"] if len(p["isr_nodes"]) < len(p["replica_nodes"])]
 
 
 def wait_in_sync(admin: KafkaAdminClient, timeout_s: float) -> None:

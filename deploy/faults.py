@@ -33,6 +33,25 @@ def kill_worker() -> None:
     sh("deploy/up.sh", "worker")
 
 
+def kill_broker(index: int, seconds: float):
+    """SIGKILL one broker of the three (with 8 partitions per topic each leads some of every topic,
+    and may be the active controller or the worker group's coordinator); started again after
+    ``seconds``. up.sh returns once its replicas are all back in sync."""
+    def inject() -> None:
+        os.kill(int((RUN / "pids" / f"kafka-{index}.pid").read_text()), signal.SIGKILL)
+        time.sleep(seconds)
+        sh("deploy/up.sh", f"kafka-{index}")
+    return inject
+
+
+def rolling_restart() -> None:
+    """Each broker stopped (controlled shutdown: it hands its leaderships on) and started in turn;
+    the next goes only once the restarted one is back in every ISR (deploy/up.sh waits for that)."""
+    for index in (1, 2, 3):
+        sh("deploy/down.sh", f"kafka-{index}")
+        sh("deploy/up.sh", f"kafka-{index}")
+
+
 def outage(service: str, seconds: float):
     def inject() -> None:
         sh("deploy/down.sh", service)
@@ -43,7 +62,10 @@ def outage(service: str, seconds: float):
 
 SCENARIOS = {
     "worker_kill": ("worker SIGKILL, then deploy/up.sh worker", kill_worker),
-    "broker_restart": ("Kafka stopped and started", outage("kafka", 0)),
+    "broker_restart": ("Kafka (every broker) stopped and started", outage("kafka", 0)),
+    # These two need `make up KAFKA_BROKERS=3`.
+    "broker_kill": ("broker 2 of 3 SIGKILLed, started again 5 s later", kill_broker(2, 5)),
+    "rolling_restart": ("each of 3 brokers stopped and started in turn", rolling_restart),
     "triton_outage": ("Triton stopped 10 s, then started", outage("triton", 10)),
     "redis_outage": ("Redis stopped 10 s, then started", outage("redis", 10)),
     # The same, while new sessions start all the time (each of 200 lasts 10 events): those the
@@ -51,6 +73,7 @@ SCENARIOS = {
     "redis_outage_new_sessions": ("Redis stopped 10 s, then started; new sessions throughout", outage("redis", 10)),
 }
 CLIENT_ARGS = {"redis_outage_new_sessions": ["--session-life", "10"]}
+CLUSTER_ONLY = {"broker_kill", "rolling_restart"}
 
 
 def run(name: str, rate: float, seconds: float) -> dict:
@@ -81,8 +104,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=40)
-    parser.add_argument("--only", default=",".join(SCENARIOS))
+    # Without three brokers (RECO_KAFKA_BROKERS, set by `make faults KAFKA_BROKERS=3`) the two
+    # single-broker faults cannot run.
+    three = int(os.environ.get("RECO_KAFKA_BROKERS") or os.environ.get("KAFKA_BROKERS") or 1) >= 3
+    parser.add_argument("--only", default=",".join(name for name in SCENARIOS if three or name not in CLUSTER_ONLY))
     args = parser.parse_args()
+    if not three and CLUSTER_ONLY & set(args.only.split(",")):
+        parser.error(f"{', '.join(sorted(CLUSTER_ONLY))} need three brokers: `make up KAFKA_BROKERS=3`")
     rows = []
     for name in args.only.split(","):
         result = run(name, args.rate, args.seconds)

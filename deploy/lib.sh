@@ -84,6 +84,14 @@ kafka_port() {  # client|controller INDEX
     esac
 }
 
+# The brokers running now that are not of this shape (KAFKA_BROKERS): `kafka` with several, `kafka-i` with one.
+other_shape_brokers() {
+    local name
+    for name in $(running_brokers); do
+        [[ $(kafka_service "$(kafka_index "$name")") == "$name" ]] || echo "$name"
+    done
+}
+
 # The Kafka brokers running now (kafka, kafka-2, ...; by pid file, whatever KAFKA_BROKERS says).
 running_brokers() {
     local f name

@@ -48,11 +48,10 @@ already() {  # NAME: true (with a note) when the service is up already
 }
 
 start_kafka() {
-    local i name
-    for i in $(running_brokers); do
-        [[ $(kafka_service "$(kafka_index "$i")") == "$i" ]] || die "kafka: $i runs, another shape than" \
-            "KAFKA_BROKERS=$KAFKA_BROKERS; \`bash deploy/down.sh kafka\` first (each shape keeps its own data)"
-    done
+    local i name other
+    other=$(other_shape_brokers)
+    [[ -z $other ]] || die "kafka: $(echo $other) of another shape than KAFKA_BROKERS=$KAFKA_BROKERS runs:" \
+        "\`bash deploy/down.sh kafka\` first (each shape keeps its own data)"
     # Every broker is launched before any is waited for: a node serves clients only once a
     # majority of the controller quorum is up.
     for i in "${broker_ids[@]}"; do already "$(kafka_service "$i")" || launch_broker "$i"; done
@@ -116,7 +115,7 @@ launch_broker() {  # INDEX
     if [[ ! -f $dir/data/meta.properties ]]; then
         local cluster_id scram=() pattern=kafka/data/meta.properties
         (( KAFKA_BROKERS > 1 )) && pattern="kafka-*/data/meta.properties"
-        cluster_id=$(cd "$RUN_DIR" && cat $pattern 2>/dev/null | sed -n 's/^cluster.id=//p' | head -1)
+        cluster_id=$(sed -n 's/^cluster.id=//p' "$RUN_DIR"/$pattern 2>/dev/null | head -1 || true)
         [[ -n $cluster_id ]] || cluster_id=$(java -cp "$libs/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
         [[ $KAFKA_SECURITY == SASL_SSL ]] && scram=(--add-scram "SCRAM-SHA-512=[name=admin,password=$KAFKA_ADMIN_PASSWORD]")
         log "$name: formatting storage in $dir/data (cluster id $cluster_id)"

@@ -8,7 +8,7 @@ import time
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from contract.messages import Event
-from contract.settings import get_settings
+from contract.settings import DURABLE_PRODUCER, get_settings
 
 
 def wait_until(condition, timeout_s: float, every_s: float = 0.5):
@@ -26,7 +26,7 @@ class Shopper:
 
     def __init__(self) -> None:
         settings = self.settings = get_settings()
-        self.producer = KafkaProducer(**settings.kafka_client_options("producer"), acks="all")
+        self.producer = KafkaProducer(**settings.kafka_client_options("producer"), **DURABLE_PRODUCER)
         self.consumer = KafkaConsumer(**settings.kafka_client_options("reader"), enable_auto_commit=False)
         partitions = self.consumer.partitions_for_topic(settings.recommendations_topic) or set()
         self.consumer.assign([TopicPartition(settings.recommendations_topic, p) for p in partitions])

@@ -28,7 +28,7 @@ from kafka.errors import (
 )
 
 from contract.messages import Event
-from contract.settings import KafkaRole, get_settings
+from contract.settings import DURABLE_PRODUCER, KafkaRole, get_settings
 from tests.stack._client import Shopper
 
 settings = get_settings()
@@ -39,7 +39,7 @@ QUICK_PRODUCER = {**QUICK, "max_block_ms": 5000}
 
 
 def producer_as(role: KafkaRole, **overrides) -> KafkaProducer:
-    return KafkaProducer(**{**settings.kafka_client_options(role), **overrides}, acks="all", **QUICK_PRODUCER)
+    return KafkaProducer(**{**settings.kafka_client_options(role), **overrides}, **DURABLE_PRODUCER, **QUICK_PRODUCER)
 
 
 def refused_to_connect(caplog: pytest.LogCaptureFixture, **connection) -> str:
@@ -52,9 +52,10 @@ def refused_to_connect(caplog: pytest.LogCaptureFixture, **connection) -> str:
 
 
 def failed_logins() -> int:
-    """The broker's own count, from its log, of logins refused for invalid credentials."""
-    log = settings.run_dir / "logs" / "kafka.log"
+    """The brokers' own count, from their logs (kafka.log, or kafka-1.log ... with several), of
+    logins refused for invalid credentials."""
     return sum("Failed authentication" in line and "invalid credentials" in line
+               for log in (settings.run_dir / "logs").glob("kafka*.log")
                for line in log.read_text(errors="replace").splitlines())
 
 

@@ -12,7 +12,7 @@ import uuid
 import pytest
 from kafka import KafkaProducer
 
-from contract.settings import get_settings
+from contract.settings import DURABLE_PRODUCER, get_settings
 
 pytestmark = pytest.mark.stack
 
@@ -40,7 +40,7 @@ def test_a_model_of_another_catalogue_recommends_only_items_the_stream_named(ano
     events = [{"event_id": f"{tag}-e{n}", "event_type": "view", "session_id": f"{tag}-s{n % 20}", "user_id": None,
                "item_id": shop_items[(n * 7) % len(shop_items)], "ts": int(time.time() * 1000), "price": 1.0,
                "category_id": None} for n in range(200)]
-    producer = KafkaProducer(**settings.kafka_client_options("producer"), acks="all")
+    producer = KafkaProducer(**settings.kafka_client_options("producer"), **DURABLE_PRODUCER)
     for event in events:
         producer.send(settings.events_topic, key=event["session_id"].encode(), value=json.dumps(event).encode())
     producer.flush()

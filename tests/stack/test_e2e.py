@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 import pytest
 from kafka import KafkaProducer
 
-from contract.settings import get_settings
+from contract.settings import DURABLE_PRODUCER, get_settings
 from tests.stack._client import feast_settled
 
 pytestmark = pytest.mark.stack
@@ -58,7 +58,8 @@ def test_events_in_recommendations_and_dead_letters_out(collect, worker_metric):
     messages, valid, expected_reasons = build_events(tag)
     assert len(messages) == 1000 and len(valid) == 980
 
-    producer = KafkaProducer(**settings.kafka_client_options("producer"), acks="all", max_request_size=4_000_000)
+    producer = KafkaProducer(**settings.kafka_client_options("producer"), **DURABLE_PRODUCER,
+                             max_request_size=4_000_000)
     for key, value in messages:
         producer.send(settings.events_topic, key=key.encode(), value=value)
     producer.flush()

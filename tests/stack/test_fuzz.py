@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contract.messages import InvalidEvent, parse_event
-from contract.settings import get_settings
+from contract.settings import DURABLE_PRODUCER, get_settings
 
 pytestmark = pytest.mark.stack
 
@@ -53,7 +53,7 @@ def test_ten_thousand_hostile_messages_all_reach_the_dlq_and_valid_events_their_
     pid_before = (settings_.run_dir / "pids" / "worker.pid").read_text()
     from kafka import KafkaProducer
 
-    producer = KafkaProducer(**settings_.kafka_client_options("producer"), acks="all", linger_ms=5,
+    producer = KafkaProducer(**settings_.kafka_client_options("producer"), **DURABLE_PRODUCER, linger_ms=5,
                              max_request_size=settings_.max_message_bytes - 1024)
     futures: list = []  # (send future, raw bytes)
 

@@ -11,7 +11,7 @@ import pytest
 from kafka import KafkaProducer
 
 from contract.messages import Event
-from contract.settings import PROJECT_ROOT, get_settings
+from contract.settings import DURABLE_PRODUCER, PROJECT_ROOT, get_settings
 from features.feature_repo.definitions import session_state, user_stats
 from features.privacy import pseudonym
 from features.state import OnlineState, SessionState
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.stack
 
 def send(events: list[Event]) -> None:
     settings = get_settings()
-    producer = KafkaProducer(**settings.kafka_client_options("producer"), acks="all")
+    producer = KafkaProducer(**settings.kafka_client_options("producer"), **DURABLE_PRODUCER)
     for event in events:
         producer.send(settings.events_topic, key=event.session_id.encode(), value=event.model_dump_json().encode())
     producer.flush()
