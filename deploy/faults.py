@@ -2,6 +2,10 @@
 (tools/bench_client.py) sends valid events at a steady rate; one table at the end.
 
     .venv/bin/python deploy/faults.py [--rate 100] [--seconds 40] [--only worker_kill,triton_outage]
+    .venv/bin/python deploy/faults.py --only broker_kill,rolling_restart --seconds 600 --until-back 10
+
+broker_kill and rolling_restart need three brokers (`make up KAFKA_BROKERS=3`, or
+`make faults KAFKA_BROKERS=3`); they run by default only then.
 
 Recovery is measured on the client's clock three ways: the longest gap between two
 recommendations it received; how long after the service was healthy again (deploy/up.sh returned)
@@ -76,7 +80,9 @@ CLIENT_ARGS = {"redis_outage_new_sessions": ["--session-life", "10"]}
 CLUSTER_ONLY = {"broker_kill", "rolling_restart"}
 
 
-def run(name: str, rate: float, seconds: float) -> dict:
+def run(name: str, rate: float, seconds: float, until_back: float | None = None) -> dict:
+    """One scenario; with ``until_back`` the client stops sending that long after the service is
+    back (at most ``seconds`` in all), so the load covers a fault however long it takes."""
     what, inject = SCENARIOS[name]
     command = [sys.executable, "-m", "tools.bench_client", "--rate", str(rate), "--seconds", str(seconds),
                "--idle-timeout", "60", "--arrivals", *CLIENT_ARGS.get(name, [])]
@@ -85,6 +91,9 @@ def run(name: str, rate: float, seconds: float) -> dict:
     fault_at = time.time()
     inject()
     back = time.time()  # the service is up and healthy again (up.sh waited for it)
+    if until_back is not None:
+        time.sleep(until_back)
+        client.send_signal(signal.SIGUSR1)
     out, _ = client.communicate(timeout=seconds + 300)
     result = json.loads(out)
     last = result.pop("last_fallback_at")
@@ -104,6 +113,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=100)
     parser.add_argument("--seconds", type=float, default=40)
+    parser.add_argument("--until-back", type=float, help="stop the load this long after the service is back "
+                        "(--seconds is then the most it runs): the load covers a fault of any length")
     # Without three brokers (RECO_KAFKA_BROKERS, set by `make faults KAFKA_BROKERS=3`) the two
     # single-broker faults cannot run.
     three = int(os.environ.get("RECO_KAFKA_BROKERS") or os.environ.get("KAFKA_BROKERS") or 1) >= 3
@@ -113,7 +124,7 @@ def main() -> None:
         parser.error(f"{', '.join(sorted(CLUSTER_ONLY))} need three brokers: `make up KAFKA_BROKERS=3`")
     rows = []
     for name in args.only.split(","):
-        result = run(name, args.rate, args.seconds)
+        result = run(name, args.rate, args.seconds, args.until_back)
         print(json.dumps({k: v for k, v in result.items() if k != "lag_samples"}), flush=True)
         rows.append(result)
         time.sleep(5)  # let the stack settle before the next fault

@@ -11,7 +11,7 @@ samples the worker group's consumer lag and the CPU time of the stack's processe
 measures; same CLI, same JSON (``cpu_s.client`` counts librdkafka's threads too: they are this
 process's). ``--rate 0`` sends as fast as the producer can (a burst). ``--echo`` times a
 produce-to-consume round trip on a scratch topic instead: the transport floor under the product's
-latency.
+latency. SIGUSR1 ends the sending early (what was sent is still read back and counted).
 It connects as README's Access section tells a client to: SASL_SSL, SCRAM-SHA-512, the stack's CA,
 as the `admin` user (it produces, consumes and reads the group's lag) with the password from
 RECO_KAFKA_ADMIN_PASSWORD or .stack/secrets.env.
@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import threading
 import time
 import uuid
@@ -348,12 +349,16 @@ def run(args: argparse.Namespace) -> dict:
     fallback_times: list[float] = []
     total = int(args.rate * args.seconds) if args.rate > 0 else args.events
     done_sending = threading.Event()
+    stop_sending = threading.Event()  # SIGUSR1: send no more, read back what was sent (deploy/faults.py)
+    signal.signal(signal.SIGUSR1, lambda *_: stop_sending.set())
 
     def produce() -> None:
         producer = client.producer(linger_ms=1)
         rng = random.Random(args.seed)
         start = time.perf_counter()
         for n in range(total):
+            if stop_sending.is_set():
+                break
             if args.rate > 0:
                 delay = start + n / args.rate - time.perf_counter()
                 if delay > 0:
@@ -374,7 +379,7 @@ def run(args: argparse.Namespace) -> dict:
     t0 = time.time()
     sender.start()
     idle_since = None
-    while len(received) < total:
+    while len(received) < (len(sent) if done_sending.is_set() else total):
         records = consumer.poll(0.1)
         now = time.time()
         got = False
@@ -412,7 +417,7 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "mode": "echo" if args.echo else "recommendations", "client": args.client,
         "offered_per_s": args.rate if args.rate > 0 else "burst",
-        "sent": total, "received": len(received), "lost": total - len(received), "duplicated": duplicates,
+        "sent": len(sent), "received": len(received), "lost": len(sent) - len(received), "duplicated": duplicates,
         "fallbacks": fallbacks, "fallback_reasons": dict(fallback_reasons),
         "achieved_per_s": round(len(received) / span, 1) if span > 0 else None,
         "p50_ms": percentile(latencies, 0.50), "p95_ms": percentile(latencies, 0.95),
