@@ -37,6 +37,12 @@ def test_a_missing_kafka_password_is_a_clear_error_and_plaintext_needs_none():
         "bootstrap_servers": "127.0.0.1:9092"}
 
 
+def test_topics_are_replicated_to_at_most_three_brokers_and_a_write_needs_all_but_one():
+    shapes = {n: (Settings(kafka_brokers=n).replication_factor, Settings(kafka_brokers=n).min_insync_replicas)
+              for n in (1, 2, 3, 5)}
+    assert shapes == {1: (1, 1), 2: (2, 1), 3: (3, 2), 5: (3, 2)}
+
+
 def test_redis_logs_in_as_its_acl_user_only_when_a_password_is_set():
     with_password = Settings(redis_password="k123", redis_user="feast")
     assert with_password.redis_auth == {"username": "feast", "password": "k123"}
