@@ -5,7 +5,8 @@
     .venv/bin/python deploy/faults.py --only broker_kill,rolling_restart --seconds 600 --until-back 10
 
 broker_kill and rolling_restart need three brokers (`make up KAFKA_BROKERS=3`, or
-`make faults KAFKA_BROKERS=3`); they run by default only then.
+`make faults KAFKA_BROKERS=3`); they run by default only then, always with the load on until 10 s
+after the brokers are back.
 
 Recovery is measured on the client's clock three ways: the longest gap between two
 recommendations it received; how long after the service was healthy again (deploy/up.sh returned)
@@ -82,7 +83,10 @@ CLUSTER_ONLY = {"broker_kill", "rolling_restart"}
 
 def run(name: str, rate: float, seconds: float, until_back: float | None = None) -> dict:
     """One scenario; with ``until_back`` the client stops sending that long after the service is
-    back (at most ``seconds`` in all), so the load covers a fault however long it takes."""
+    back (at most ``seconds`` in all), so the load covers a fault however long it takes. The
+    cluster faults always run so (10 s after, 600 s at most): their brokers take minutes here."""
+    if name in CLUSTER_ONLY and until_back is None:
+        seconds, until_back = 600, 10.0
     what, inject = SCENARIOS[name]
     command = [sys.executable, "-m", "tools.bench_client", "--rate", str(rate), "--seconds", str(seconds),
                "--idle-timeout", "60", "--arrivals", *CLIENT_ARGS.get(name, [])]
@@ -115,8 +119,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=40)
     parser.add_argument("--until-back", type=float, help="stop the load this long after the service is back "
                         "(--seconds is then the most it runs): the load covers a fault of any length")
-    # Without three brokers (RECO_KAFKA_BROKERS, set by `make faults KAFKA_BROKERS=3`) the two
-    # single-broker faults cannot run.
+    # Without three brokers (RECO_KAFKA_BROKERS, or KAFKA_BROKERS as `make faults KAFKA_BROKERS=3`
+    # passes it) the two cluster faults cannot run.
     three = int(os.environ.get("RECO_KAFKA_BROKERS") or os.environ.get("KAFKA_BROKERS") or 1) >= 3
     parser.add_argument("--only", default=",".join(name for name in SCENARIOS if three or name not in CLUSTER_ONLY))
     args = parser.parse_args()

@@ -189,7 +189,7 @@ def cluster_fault_run(scenario: str) -> dict:
     """The scenario under load from 10 s before the fault until 10 s after the brokers are back and
     in sync; the client sees nothing of it but a pause: every event recommended once (idempotent
     producers, and a worker that was never restarted, write nothing twice), no gap over 5 s."""
-    result = fault_run(scenario, "--until-back", "10")
+    result = fault_run(scenario, "--until-back", "10")  # what faults.py does for them anyway
     assert result["sent"] >= RATE * (10 + result["fault_took_s"])
     assert result["lost"] == 0 and result["duplicated"] == 0
     assert result["max_gap_s"] <= 5
