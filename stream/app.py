@@ -34,6 +34,7 @@ from stream.retry import until_done
 from stream.worker import Worker
 
 log = logging.getLogger(__name__)
+METADATA_MAX_AGE_MS = 10_000  # how soon the worker's Kafka clients learn of a broker that came back
 
 
 class DurableProducer(faust_aiokafka.Producer):
@@ -95,6 +96,11 @@ def create_app(settings: Settings | None = None) -> faust.App:
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.replication_factor,  # Faust's own topics (the assignor's)
         producer_acks=-1,  # all in-sync replicas
+        # aiokafka forgets the bootstrap list once it knows the cluster and asks only the brokers
+        # it knows: after every broker restarted, it may know just the first one back, and were
+        # that one killed before its 5-minute refresh, the worker would stall until it returned.
+        consumer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
+        producer_metadata_max_age_ms=METADATA_MAX_AGE_MS,
         consumer_auto_offset_reset="earliest",
         consumer_group_instance_id=settings.worker_instance_id,
         broker_session_timeout=settings.session_timeout_s,
@@ -207,7 +213,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         """Every worker reads every erasure request (no consumer group: each reads all of the
         control topic from its end) and forgets those sessions and users."""
         consumer = AIOKafkaConsumer(settings.control_topic, **settings.kafka_client_options("worker"),
-                                    group_id=None, auto_offset_reset="latest", enable_auto_commit=False)
+                                    group_id=None, auto_offset_reset="latest", enable_auto_commit=False,
+                                    metadata_max_age_ms=METADATA_MAX_AGE_MS)
         await until_done(lambda _: consumer.start(), None)
         try:
             async for message in consumer:
