@@ -28,7 +28,13 @@ def sh(*command: str) -> None:
 
 
 def kill_worker() -> None:
-    os.kill(int((RUN / "pids" / "worker.pid").read_text()), signal.SIGKILL)
+    """The worker's process; its supervisor (stream/supervisor.py) forks a new one at once."""
+    os.kill(int((RUN / "pids" / "worker.process.pid").read_text()), signal.SIGKILL)
+
+
+def kill_worker_and_supervisor() -> None:
+    """The whole service (a lost host or container), started again cold by deploy/up.sh."""
+    os.killpg(int((RUN / "pids" / "worker.pid").read_text()), signal.SIGKILL)
     time.sleep(0.5)
     sh("deploy/up.sh", "worker")
 
@@ -42,7 +48,8 @@ def outage(service: str, seconds: float):
 
 
 SCENARIOS = {
-    "worker_kill": ("worker SIGKILL, then deploy/up.sh worker", kill_worker),
+    "worker_kill": ("worker SIGKILL (its supervisor starts it again)", kill_worker),
+    "worker_cold_restart": ("worker and supervisor SIGKILL, then deploy/up.sh worker", kill_worker_and_supervisor),
     "broker_restart": ("Kafka stopped and started", outage("kafka", 0)),
     "triton_outage": ("Triton stopped 10 s, then started", outage("triton", 10)),
     "redis_outage": ("Redis stopped 10 s, then started", outage("redis", 10)),
@@ -61,7 +68,9 @@ def run(name: str, rate: float, seconds: float) -> dict:
     time.sleep(10)
     fault_at = time.time()
     inject()
-    back = time.time()  # the service is up and healthy again (up.sh waited for it)
+    # The service is up and healthy again (up.sh waited for it); after worker_kill, the moment of
+    # the kill, so the worker's next recommendation measures the whole restart.
+    back = time.time()
     out, _ = client.communicate(timeout=seconds + 300)
     result = json.loads(out)
     last = result.pop("last_fallback_at")

@@ -45,6 +45,8 @@ def cpu_seconds(pid_dir: Path) -> dict[str, float]:
     if not pid_dir.is_dir():
         return out
     for pid_file in pid_dir.glob("*.pid"):
+        if pid_file.stem.endswith(".process"):  # a worker's process: in its supervisor's group, counted there
+            continue
         try:
             group = int(pid_file.read_text())
         except ValueError:
