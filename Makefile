@@ -9,7 +9,7 @@ SERVICES ?=
 # web port 6066 + i - 1, all scraped by Prometheus; `make down` stops every worker.
 WORKERS ?= 1
 
-.PHONY: setup up down train demo test bench report lint lock faults retrain rollback gpu-check
+.PHONY: setup up down train demo test bench report lint lock faults retrain rollback gpu-check soak
 
 setup:            ## idempotent: apt packages, venvs, pip deps (from requirements.lock), Maven jars, Triton
 	bash deploy/setup.sh
@@ -125,6 +125,10 @@ bench: setup      ## training throughput, faithfulness and its cost, streaming t
 faults: setup     ## inject each fault (worker kill, broker restart, Triton and Redis outages) under load; print a table
 	bash deploy/up.sh
 	$(PY) deploy/faults.py
+
+soak: setup       ## chaos soak: MINUTES (default 60) of load with random faults, then every check; .run/soak/
+	bash deploy/up.sh
+	$(PY) deploy/soak.py --minutes $(or $(MINUTES),60) $(if $(RATE),--rate $(RATE))
 
 gpu-check: setup  ## Triton with KIND_GPU on a copy of the served model: seq/s at batch 64..1024, scores vs a CPU run
 	bash deploy/gpu_check.sh $(GPU_CHECK_ARGS)

@@ -15,7 +15,7 @@ import pytest
 from kafka import KafkaProducer
 
 from contract.settings import get_settings
-from tests.stack._client import feast_settled
+from features.audit import feast_settled
 
 pytestmark = pytest.mark.stack
 
@@ -77,7 +77,7 @@ def test_redis_outage_under_steady_load_loses_no_event_and_counts_end_exact(coll
 
     sessions = sorted({e["session_id"] for e in events})
     items = sorted({e["item_id"] for e in events})
-    wrong = feast_settled(events, sessions, items)
+    wrong = feast_settled(get_settings(), events, sessions, items)
     assert not wrong, f"{len(wrong)} rows differ, e.g. {wrong[:3]}"
 
 
