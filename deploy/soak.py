@@ -268,7 +268,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     client = subprocess.Popen(
         [sys.executable, "-m", "tools.bench_client", "--rate", str(args.rate), "--seconds", str(seconds),
          "--sessions", str(SESSIONS), "--items", str(ITEMS), "--session-life", str(SESSION_LIFE),
-         "--seed", str(args.seed), "--tag", tag, "--own-items", "--arrivals", "--idle-timeout", "120"],
+         "--seed", str(args.seed), "--tag", tag, "--own-items", "--arrivals", "--idle-timeout", "120",
+         "--client", args.client],
         cwd=ROOT, stdout=subprocess.PIPE, text=True)
     started = time.time()
     memory: list[tuple[float, float]] = []
@@ -337,6 +338,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500, help="events per second (about half the drain rate)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mean-gap", type=float, default=60, help="mean seconds between faults")
+    parser.add_argument("--client", choices=["confluent", "kafka"], default="confluent",
+                        help="the outside client's Kafka library (librdkafka takes the least CPU)")
     parser.add_argument("--out", type=Path, default=ROOT / ".run" / "soak")
     summary = run(parser.parse_args())
     print(json.dumps(summary))
