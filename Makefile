@@ -12,7 +12,7 @@ WORKERS ?= 1
 # broker and controller; topics replicated 3 times, min.insync.replicas 2); default 1. `make test`
 # runs 3 unless told otherwise. deploy/lib.sh reads it from the environment (make exports it).
 
-.PHONY: setup up down train demo test bench report lint lock faults retrain rollback gpu-check
+.PHONY: setup up down train demo test bench report lint lock faults retrain rollback gpu-check soak
 
 setup:            ## idempotent: apt packages, venvs, pip deps (from requirements.lock), Maven jars, Triton
 	bash deploy/setup.sh
@@ -128,6 +128,10 @@ bench: setup      ## training throughput, faithfulness and its cost, streaming t
 faults: setup     ## inject each fault (worker kill, broker restart; with KAFKA_BROKERS=3 broker kill, rolling restart; Triton and Redis outages) under load; print a table
 	bash deploy/up.sh
 	$(PY) deploy/faults.py
+
+soak: setup       ## chaos soak: MINUTES (default 60) of load with random faults, then every check; .run/soak/
+	bash deploy/up.sh
+	$(PY) deploy/soak.py --minutes $(or $(MINUTES),60) $(if $(RATE),--rate $(RATE))
 
 gpu-check: setup  ## Triton with KIND_GPU on a copy of the served model: seq/s at batch 64..1024, scores vs a CPU run
 	bash deploy/gpu_check.sh $(GPU_CHECK_ARGS)

@@ -33,7 +33,13 @@ def sh(*command: str) -> None:
 
 
 def kill_worker() -> None:
-    os.kill(int((RUN / "pids" / "worker.pid").read_text()), signal.SIGKILL)
+    """The worker's process; its supervisor (stream/supervisor.py) forks a new one at once."""
+    os.kill(int((RUN / "pids" / "worker.process.pid").read_text()), signal.SIGKILL)
+
+
+def kill_worker_and_supervisor() -> None:
+    """The whole service (a lost host or container), started again cold by deploy/up.sh."""
+    os.killpg(int((RUN / "pids" / "worker.pid").read_text()), signal.SIGKILL)
     time.sleep(0.5)
     sh("deploy/up.sh", "worker")
 
@@ -66,7 +72,8 @@ def outage(service: str, seconds: float):
 
 
 SCENARIOS = {
-    "worker_kill": ("worker SIGKILL, then deploy/up.sh worker", kill_worker),
+    "worker_kill": ("worker SIGKILL (its supervisor starts it again)", kill_worker),
+    "worker_cold_restart": ("worker and supervisor SIGKILL, then deploy/up.sh worker", kill_worker_and_supervisor),
     "broker_restart": ("Kafka (every broker) stopped and started", outage("kafka", 0)),
     # These two need `make up KAFKA_BROKERS=3`.
     "broker_kill": ("broker 2 of 3 SIGKILLed, started again 5 s later", kill_broker(2, 5)),
@@ -94,7 +101,9 @@ def run(name: str, rate: float, seconds: float, until_back: float | None = None)
     time.sleep(10)
     fault_at = time.time()
     inject()
-    back = time.time()  # the service is up and healthy again (up.sh waited for it)
+    # The service is up and healthy again (up.sh waited for it); after worker_kill, the moment of
+    # the kill, so the worker's next recommendation measures the whole restart.
+    back = time.time()
     if until_back is not None:
         time.sleep(until_back)
         client.send_signal(signal.SIGUSR1)

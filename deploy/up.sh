@@ -267,8 +267,9 @@ check_worker_ports() {  # HIGHEST_INDEX
     done
 }
 
-# The Faust workers (stream/app.py), by index: those not running are started together, then each
-# is healthy once its Prometheus endpoint answers.
+# The Faust workers (stream/app.py, each under stream/supervisor.py, which forks it again within
+# seconds when it dies; its pid is in $name.process.pid), by index: those not running are started
+# together, then each is healthy once its Prometheus endpoint answers.
 start_workers() {  # INDEX... (ascending)
     local i name started=()
     check_worker_ports "${*: -1}"
@@ -278,7 +279,8 @@ start_workers() {  # INDEX... (ascending)
         require_free_port "$name-metrics" "$(worker_port metrics "$i")"
         require_free_port "$name-web" "$(worker_port web "$i")"
         start_bg "$name" env RECO_WORKER_INSTANCE_ID="worker-$i" RECO_METRICS_PORT="$(worker_port metrics "$i")" \
-            RECO_WORKER_WEB_PORT="$(worker_port web "$i")" "$PY" -m stream.app worker -l info
+            RECO_WORKER_WEB_PORT="$(worker_port web "$i")" "$PY" -m stream.supervisor \
+            --pid-file "$(pid_file "$name.process")" worker -l info
         started+=("$i")
     done
     write_worker_targets

@@ -3,7 +3,8 @@ stream/worker.py:Worker (the events) and stream/checkpoint.py:Checkpoint (tallie
 written, then events acknowledged). Importing this module does nothing: :func:`create_app` reads
 the settings and builds the app (``stream.app.app`` builds it on first use, for ``faust -A``).
 
-Run: ``python -m stream.app worker -l info``
+Run: ``python -m stream.app worker -l info``, or under stream/supervisor.py (what deploy/ runs),
+which brings a dead worker back in seconds.
 """
 from __future__ import annotations
 
@@ -266,9 +267,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-if __name__ == "__main__":
+def run_worker() -> None:
+    """The Faust worker, with the command line's arguments (``worker -l info``)."""
     worker_app = create_app()
     # uvloop, as `faust -L uvloop` would choose: less worker CPU per event than asyncio's own loop
     # (docs/benchmarks.md), so the Dockerfile and Helm get it too.
     mode.loop.use("uvloop")
     worker_app.main()
+
+
+if __name__ == "__main__":
+    run_worker()

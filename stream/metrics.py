@@ -37,6 +37,7 @@ CANDIDATES_OFF_CATALOGUE = Counter("reco_candidates_off_catalogue_total", "Model
                                    "the model is of another catalogue and the stream never named the item")
 TRITON_UP = Gauge("reco_triton_up", "1 when the last Triton call succeeded")
 BATCH_RETRIES = Counter("reco_batch_retries_total", "Batches run again after a dependency failed", ["error"])
+WORKER_RESTARTS = Gauge("reco_worker_restarts", "Times stream/supervisor.py started this worker's process again")
 AGENT_CRASHES = Counter("reco_agent_crashes_total", "Times the recommend agent raised (Faust restarts it)")
 # Exposure since the worker started (stream/live_exposure.py): every recommended slot, and its spread over the items.
 EXPOSURE_SLOTS = Counter("reco_exposure_slots_total", "Recommended slots by the item's popularity: head = the top 20% "

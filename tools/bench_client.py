@@ -46,6 +46,8 @@ def cpu_seconds(pid_dir: Path) -> dict[str, float]:
     if not pid_dir.is_dir():
         return out
     for pid_file in pid_dir.glob("*.pid"):
+        if pid_file.stem.endswith(".process"):  # a worker's process: in its supervisor's group, counted there
+            continue
         try:
             group = int(pid_file.read_text())
         except ValueError:
@@ -304,36 +306,38 @@ class Reader(NamedTuple):
 
 
 class LagSampler(threading.Thread):
-    """Every second: the worker group's total lag on the events topic."""
+    """Every second: the worker group's total lag on the events topic, with the time it was read."""
 
     def __init__(self, client, group: str, topic: str):
         super().__init__(daemon=True)
         self.total = client.lag(group, topic)
-        self.samples: list[int] = []
+        self.samples: list[tuple[float, int]] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.wait(1.0):
             try:
-                self.samples.append(self.total())
+                self.samples.append((round(time.time(), 3), self.total()))
             except Exception:  # a sample lost is not worth failing the run
                 continue
 
 
-def make_event(tag: str, n: int, sessions: int, items: int, rng: random.Random, session_life: int = 0) -> dict:
+def make_event(tag: str, n: int, sessions: int, items: int, rng: random.Random, session_life: int = 0,
+               item_prefix: str = "i") -> dict:
     """Event n of ``sessions`` concurrent sessions, round robin; with ``session_life``, each one
     ends after that many events and a new one takes its place (staggered, so new sessions start
-    all the time)."""
+    all the time). The same ``rng`` seed gives the same events (but their ``ts``)."""
     session = n % sessions
     name = f"{tag}-s{session}" + (f"-{(n // sessions + session) // session_life}" if session_life else "")
     return {"event_id": f"{tag}-{n}", "event_type": rng.choice(EVENT_TYPES),
             "session_id": name, "user_id": f"{tag}-u{session % 50}",
-            "item_id": f"i{rng.randint(1, items)}", "ts": int(time.time() * 1000), "price": 9.99,
+            "item_id": f"{item_prefix}{rng.randint(1, items)}", "ts": int(time.time() * 1000), "price": 9.99,
             "category_id": f"c{rng.randint(0, 39)}"}
 
 
 def run(args: argparse.Namespace) -> dict:
-    tag = f"bench{uuid.uuid4().hex[:8]}"
+    tag = args.tag or f"bench{uuid.uuid4().hex[:8]}"
+    item_prefix = f"{tag}-i" if args.own_items else "i"
     client = CLIENTS[args.client](connection(args))
     out_topic = args.echo_topic if args.echo else args.recommendations_topic
     in_topic = args.echo_topic if args.echo else args.events_topic
@@ -344,7 +348,8 @@ def run(args: argparse.Namespace) -> dict:
     sent: dict[str, float] = {}
     received: dict[str, float] = {}
     produced: list[float] = []
-    duplicates = fallbacks = 0
+    duplicate_times: list[float] = []
+    fallbacks = 0
     fallback_reasons: Counter[str] = Counter()
     fallback_times: list[float] = []
     total = int(args.rate * args.seconds) if args.rate > 0 else args.events
@@ -363,7 +368,7 @@ def run(args: argparse.Namespace) -> dict:
                 delay = start + n / args.rate - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-            event = make_event(tag, n, args.sessions, args.items, rng, args.session_life)
+            event = make_event(tag, n, args.sessions, args.items, rng, args.session_life, item_prefix)
             value = json.dumps(event).encode()
             sent[event["event_id"]] = time.time()
             producer.send(in_topic, event["session_id"].encode(), value)
@@ -390,7 +395,7 @@ def run(args: argparse.Namespace) -> dict:
                 continue
             got = True
             if event_id in received:
-                duplicates += 1
+                duplicate_times.append(now)
                 continue
             received[event_id] = now
             produced.append(timestamp_ms / 1000)  # when the worker's producer made it
@@ -417,20 +422,22 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "mode": "echo" if args.echo else "recommendations", "client": args.client,
         "offered_per_s": args.rate if args.rate > 0 else "burst",
-        "sent": len(sent), "received": len(received), "lost": len(sent) - len(received), "duplicated": duplicates,
+        "sent": len(sent), "received": len(received), "lost": len(sent) - len(received),
+        "duplicated": len(duplicate_times),
         "fallbacks": fallbacks, "fallback_reasons": dict(fallback_reasons),
         "achieved_per_s": round(len(received) / span, 1) if span > 0 else None,
         "p50_ms": percentile(latencies, 0.50), "p95_ms": percentile(latencies, 0.95),
         "p99_ms": percentile(latencies, 0.99), "max_ms": latencies[-1] if latencies else None,
-        "lag_max": max(lag.samples) if lag and lag.samples else None,
-        "lag_last": lag.samples[-1] if lag and lag.samples else None,
+        "lag_max": max(n for _, n in lag.samples) if lag and lag.samples else None,
+        "lag_last": lag.samples[-1][1] if lag and lag.samples else None,
         "lag_samples": lag.samples if lag else None,
         "cpu_s": {k: round(cpu_after.get(k, 0) - v, 2) for k, v in cpu_before.items()},
         "last_fallback_at": max(fallback_times, default=None),
         "max_gap_s": round(max((b - a for a, b in zip(arrivals, arrivals[1:])), default=0.0), 2),
         "wall_s": round(time.time() - t0, 1),
-        **({"arrivals": [round(t, 3) for t in arrivals],  # for deploy/faults.py
-            "produced": [round(t, 3) for t in sorted(produced)]} if args.arrivals else {}),
+        **({"arrivals": [round(t, 3) for t in arrivals],  # for deploy/faults.py and deploy/soak.py
+            "produced": [round(t, 3) for t in sorted(produced)],
+            "duplicate_arrivals": [round(t, 3) for t in duplicate_times]} if args.arrivals else {}),
     }
 
 
@@ -468,6 +475,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--events", type=int, default=5000, help="events of a burst (--rate 0)")
     parser.add_argument("--idle-timeout", type=float, default=20, help="stop waiting after this many quiet seconds")
+    parser.add_argument("--tag", help="the event id prefix (default: a random one)")
+    parser.add_argument("--own-items", action="store_true",
+                        help="item ids carry the tag too, so their counters see only this run's events")
     print(json.dumps(run(parser.parse_args())), flush=True)
 
 

@@ -12,7 +12,7 @@ import pytest
 from kafka import KafkaProducer
 
 from contract.settings import DURABLE_PRODUCER, get_settings
-from tests.stack._client import feast_settled
+from features.audit import feast_settled
 
 pytestmark = pytest.mark.stack
 
@@ -94,4 +94,4 @@ def test_events_in_recommendations_and_dead_letters_out(collect, worker_metric):
     # tallies, and the counters those changed at the one after. Polled: a busy machine flushes later.
     sessions = sorted({e["session_id"] for e in valid})[:10]
     new_items = sorted({e["item_id"] for e in valid if e["item_id"].startswith(tag)})
-    assert not feast_settled(valid, sessions, new_items)
+    assert not feast_settled(get_settings(), valid, sessions, new_items)

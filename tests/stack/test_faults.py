@@ -17,7 +17,7 @@ import pytest
 from kafka import KafkaProducer
 
 from contract.settings import DURABLE_PRODUCER, get_settings
-from tests.stack._client import feast_settled
+from features.audit import feast_settled
 
 pytestmark = pytest.mark.stack
 
@@ -79,7 +79,7 @@ def test_redis_outage_under_steady_load_loses_no_event_and_counts_end_exact(coll
 
     sessions = sorted({e["session_id"] for e in events})
     items = sorted({e["item_id"] for e in events})
-    wrong = feast_settled(events, sessions, items)
+    wrong = feast_settled(get_settings(), events, sessions, items)
     assert not wrong, f"{len(wrong)} rows differ, e.g. {wrong[:3]}"
 
 
@@ -117,7 +117,7 @@ def test_malformed_flood_gives_exact_dead_letters_and_never_crashes_the_worker(c
     letters (matched by partition and offset), and the agent never raised."""
     settings = get_settings()
     tag = f"bad{uuid.uuid4().hex[:6]}"
-    pid_before = (settings.run_dir / "pids" / "worker.pid").read_text()
+    pid_before = (settings.run_dir / "pids" / "worker.process.pid").read_text()
     bad_at = set(range(0, 1000, 10)) | set(range(3, 1000, 5))  # 100 + 200 positions, disjoint
     assert len(bad_at) == 300
     send = producer(settings)
@@ -141,7 +141,7 @@ def test_malformed_flood_gives_exact_dead_letters_and_never_crashes_the_worker(c
     assert got == expected, Counter((expected[k], got.get(k)) for k in expected if got.get(k) != expected[k])
     assert all(d["error"] for d in letters)
     assert worker_metric("reco_agent_crashes_total") == 0
-    assert (settings.run_dir / "pids" / "worker.pid").read_text() == pid_before
+    assert (settings.run_dir / "pids" / "worker.process.pid").read_text() == pid_before
 
 
 RATE = 100  # events/s of every fault_run

@@ -50,7 +50,7 @@ def test_ten_thousand_hostile_messages_all_reach_the_dlq_and_valid_events_their_
         collect, worker_metric):
     settings_ = get_settings()
     tag = f"fz{uuid.uuid4().hex[:6]}"
-    pid_before = (settings_.run_dir / "pids" / "worker.pid").read_text()
+    pid_before = (settings_.run_dir / "pids" / "worker.process.pid").read_text()
     from kafka import KafkaProducer
 
     producer = KafkaProducer(**settings_.kafka_client_options("producer"), **DURABLE_PRODUCER, linger_ms=5,
@@ -95,4 +95,4 @@ def test_ten_thousand_hostile_messages_all_reach_the_dlq_and_valid_events_their_
     assert set(recs) == good
     assert {(d["partition"], d["offset"]): d["reason"] for d in letters} == bad
     assert worker_metric("reco_agent_crashes_total") == 0
-    assert (settings_.run_dir / "pids" / "worker.pid").read_text() == pid_before
+    assert (settings_.run_dir / "pids" / "worker.process.pid").read_text() == pid_before

@@ -17,9 +17,10 @@ from kafka import KafkaAdminClient
 
 from contract.messages import Event
 from contract.settings import PROJECT_ROOT, get_settings
+from features.audit import feast_settled
 from features.privacy import pseudonym
 from features.store import OnlineFeatures
-from tests.stack._client import Shopper, feast_mismatches
+from tests.stack._client import Shopper
 
 pytestmark = pytest.mark.stack
 ITEMS, USERS = 60, 40
@@ -132,7 +133,6 @@ def test_a_worker_killed_under_load_loses_nothing_and_the_counters_stay_exact(tw
     assert len(recs) == len(events)
     assert_counters_exact(events)
     # ... and every session's sequence, though the survivor took over sessions worker-2 had folded
-    sessions, deadline = sorted({e.session_id for e in events}), time.monotonic() + 30
-    while (wrong := feast_mismatches([e.model_dump() for e in events], sessions, [])) and time.monotonic() < deadline:
-        time.sleep(1)
+    sessions = sorted({e.session_id for e in events})
+    wrong = feast_settled(get_settings(), [e.model_dump() for e in events], sessions, [])
     assert not wrong, f"{len(wrong)} sessions differ, e.g. {wrong[:2]}"
