@@ -3,6 +3,8 @@
     python -m serving.offline.train --data ../shared/data/sequences/wikipedia.txt --format sasrec --out artifacts/wiki
     python -m serving.offline.train --format diginetica --out artifacts/digi            # ../shared/data/diginetica
     python -m serving.offline.train --format synthetic --sessions 20000 --out artifacts/syn
+    python -m serving.offline.train --format sessions --data ../shared/data/sessions/diginetica-srgnn \
+        --out artifacts/srgnn --mix-with vsknn            # the session benchmark (docs/results.md)
     python -m serving.online.export publish artifacts/syn     # then serve it: a new version in model_repo/
 
 One ``TrainConfig`` holds every setting of a run and its defaults (the architecture's defaults
@@ -25,6 +27,14 @@ stops. The best epoch's weights then train --refit-epochs more epochs at --refit
 target but the test items, the validation items included (each user's most recent interaction,
 which a model trained for serving learns too). The result is written to --out, then evaluated on
 the test item under both protocols (recorded in config.json["training"]).
+
+Session benchmark (``--format sessions``, ``train_session_benchmark``): the files' own split
+(sequences.session_split). A training session of n items is one window with n - 1 targets, so
+the causal model learns every prefix of it in one pass; the epoch is picked by MRR@20 under
+the sessions protocol (every item ranked, history kept) on --val-users validation cases, the
+best epoch is then scored on every validation case, optionally mixed with a session-kNN
+(--mix-with, weight chosen on validation), refit on every training session and scored on the
+test file, all through evaluate.evaluate_scorer as the kNN baselines are.
 """
 from __future__ import annotations
 
