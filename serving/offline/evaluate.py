@@ -154,6 +154,22 @@ def itemknn_scorer(train_seqs: list[np.ndarray], train_counts: np.ndarray, n_ite
     return score
 
 
+def mixed_scorer(model: Scorer, knn: Scorer, weight: float) -> Scorer:
+    """(1 - weight) x the model's next-item probabilities + weight x the kNN scores scaled to sum 1:
+    both are then distributions over the catalogue, so ``weight`` is the kNN's share of the mass.
+    The model's scores are log-probabilities (copy head) or logits; a softmax gives p either way."""
+
+    def score(items: torch.Tensor, types: torch.Tensor) -> torch.Tensor:
+        p = model(items, types).float().softmax(-1)
+        k = knn(items, types).float().clamp_min(0)
+        k[:, 0] = 0
+        return (1 - weight) * p + weight * k / k.sum(-1, keepdim=True).clamp_min(1e-12)
+
+    # the kNN reads the whole prefix; the model trims it to its own window
+    score.max_len = max(int(getattr(model, "max_len", 50)), int(getattr(knn, "max_len", 50)))  # type: ignore[attr-defined]
+    return score
+
+
 # ----------------------------------------------------------------------------- core
 POOL = 50  # candidates kept per list for re-ranking: as many as the worker gets from Triton (N_CANDIDATES)
 

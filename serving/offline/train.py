@@ -3,6 +3,8 @@
     python -m serving.offline.train --data ../shared/data/sequences/wikipedia.txt --format sasrec --out artifacts/wiki
     python -m serving.offline.train --format diginetica --out artifacts/digi            # ../shared/data/diginetica
     python -m serving.offline.train --format synthetic --sessions 20000 --out artifacts/syn
+    python -m serving.offline.train --format sessions --data ../shared/data/sessions/diginetica-srgnn \
+        --out artifacts/srgnn --mix-with vsknn            # the session benchmark (docs/results.md)
     python -m serving.online.export publish artifacts/syn     # then serve it: a new version in model_repo/
 
 One ``TrainConfig`` holds every setting of a run and its defaults (the architecture's defaults
@@ -25,6 +27,14 @@ stops. The best epoch's weights then train --refit-epochs more epochs at --refit
 target but the test items, the validation items included (each user's most recent interaction,
 which a model trained for serving learns too). The result is written to --out, then evaluated on
 the test item under both protocols (recorded in config.json["training"]).
+
+Session benchmark (``--format sessions``, ``train_session_benchmark``): the files' own split
+(sequences.session_split). A training session of n items is one window with n - 1 targets, so
+the causal model learns every prefix of it in one pass; the epoch is picked by MRR@20 under
+the sessions protocol (every item ranked, history kept) on --val-users validation cases, the
+best epoch is then scored on every validation case, optionally mixed with a session-kNN
+(--mix-with, weight chosen on validation), refit on every training session and scored on the
+test file, all through evaluate.evaluate_scorer as the kNN baselines are.
 """
 from __future__ import annotations
 
@@ -45,9 +55,17 @@ import typer
 
 from serving.model.artifacts import Vocab, save_model_dir
 from serving.model.transformer import ModelConfig, SessionTransformer
-from serving.offline.data import Session, describe, load
-from serving.offline.evaluate import baseline_scorer, evaluate_scorer, model_scorer
-from serving.offline.sequences import Encoded, EvalSet, build_vocab_and_split, training_windows
+from serving.offline.data import Session, describe, load, load_session_benchmark
+from serving.offline.evaluate import (
+    PROTOCOLS,
+    SESSIONS,
+    Scorer,
+    baseline_scorer,
+    evaluate_scorer,
+    mixed_scorer,
+    model_scorer,
+)
+from serving.offline.sequences import Encoded, EvalSet, Split, build_vocab_and_split, session_split, training_windows
 
 Log = Callable[[str], None]
 
@@ -78,8 +96,13 @@ class TrainConfig:
     max_minutes: float = 25.0  # wall-clock budget for training (<= 0: none)
     patience: int = 8  # epochs without validation improvement before stopping
     lr_patience: int = 2  # halve the lr after this many epochs without improvement (0: never)
-    val_users: int = 10_000  # validation users per epoch (seeded subset)
-    select_protocol: str = "full"  # validation NDCG@10 that picks the epoch: full | sampled100
+    val_users: int = 10_000  # validation users (session benchmark: cases) per epoch (seeded subset)
+    # the validation metric that picks the epoch: NDCG@10 under full | sampled100, or MRR@20 under
+    # sessions (the session benchmark's protocol and the metric its kNN baselines were tuned on)
+    select_protocol: str = "full"
+    # session benchmark: a session-kNN baseline (evaluate.BASELINES) whose scores are mixed with the
+    # model's (evaluate.mixed_scorer), its weight chosen on validation from MIX_WEIGHTS; "" none
+    mix_with: str = ""
     # after selection: epochs on every target but the test items (the validation items too), at refit_lr
     refit_epochs: int = 5
     refit_lr: float = 5e-4
@@ -90,8 +113,8 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads (0: torch default)
 
     def __post_init__(self) -> None:
-        if self.select_protocol not in ("full", "sampled100"):
-            raise ValueError(f"select_protocol must be full or sampled100, not {self.select_protocol!r}")
+        if self.select_protocol not in ("full", "sampled100", SESSIONS):
+            raise ValueError(f"select_protocol must be full, sampled100 or sessions, not {self.select_protocol!r}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -113,7 +136,8 @@ class TrainConfig:
     def hyperparameters(self) -> dict[str, Any]:
         """The training settings recorded in config.json (the architecture is recorded as ModelConfig)."""
         names = ("batch_size", "lr", "weight_decay", "epochs", "max_minutes", "patience", "lr_patience",
-                 "all_windows", "window_context", "use_categories", "select_protocol", "refit_epochs", "refit_lr")
+                 "all_windows", "window_context", "use_categories", "select_protocol", "refit_epochs", "refit_lr",
+                 "mix_with")
         return {name: getattr(self, name) for name in names}
 
 
@@ -134,10 +158,12 @@ class TrainSummary:
     refit: list[dict]  # one row per epoch after selection (cfg.refit_epochs)
     test: dict | None = None  # {protocol: metrics} of the saved model (best epoch, refit); None without test_eval
     popular: dict | None = None  # the same for the popular-items baseline on the same split, the floor to beat
+    valid: dict | None = None  # session benchmark: the best epoch on every validation case {protocol: metrics}
+    mix: dict | None = None  # session benchmark with mix_with: the weight grid, the chosen weight, its figures
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        for name in ("test", "popular"):
+        for name in ("test", "popular", "valid", "mix"):
             if out[name] is None:
                 del out[name]
         return out
@@ -288,7 +314,12 @@ def train_epoch(model: SessionTransformer, opt: torch.optim.Optimizer, windows: 
 
 def validate(model: SessionTransformer, device: torch.device, val: EvalSet, n_items: int,
              seed: int, select_protocol: str) -> tuple[float, dict]:
-    """(selection score = NDCG@10 under ``select_protocol``, the validation columns of the history row)."""
+    """(selection score, the validation columns of the history row): NDCG@10 under ``select_protocol``,
+    or MRR@20 under the session benchmark's."""
+    if select_protocol == SESSIONS:
+        res = evaluate_scorer(model_scorer(model, device), val, n_items, seed=seed, protocols=(SESSIONS,))[SESSIONS]
+        return res["mrr@20"], {"val_p@20_pct": round(res["p@20_pct"], 2), "val_mrr@20_pct": round(res["mrr@20_pct"], 2),
+                               "val_hr@10": round(res["hr@10"], 4), "val_ndcg@10": round(res["ndcg@10"], 4)}
     res = evaluate_scorer(model_scorer(model, device), val, n_items, seed=seed)
     sampled, full = res["sampled100"], res["full"]
     return res[select_protocol]["ndcg@10"], {
@@ -396,39 +427,117 @@ def train_model(cfg: TrainConfig, sessions: list[Session], out: Path | None = No
     (if given). ``meta`` is added to the summary's data description. ``start`` warm-starts from a
     model and its catalogue (serving/retrain.py): its architecture and item indices are kept, and
     replace cfg's architecture fields."""
-    log = log or _print
     if start is not None:
         cfg = cfg.with_architecture(start[0].cfg)
-    seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    t_start = time.time()
-
+    device, t_start = start_run(cfg)
     if start is None:
         vocab, _, split = build_vocab_and_split(sessions)
         model = build_model(cfg, vocab, device)
     else:
         vocab, _, split = build_vocab_and_split(sessions, catalogue=start[1])
         model = start[0].to(device)
+    return train_on_split(cfg, vocab, split, model, out, device=device, t_start=t_start, progress=progress,
+                          log=log or _print, data=describe(sessions) | (meta or {}))
+
+
+def train_session_benchmark(cfg: TrainConfig, directory: Path, out: Path | None = None, *, progress: bool = False,
+                            log: Log | None = None) -> TrainResult:
+    """The session benchmark in ``directory`` (train.txt, test.txt; data.load_session_benchmark),
+    split by ``sequences.session_split``: trained on the sessions before the validation ones (every
+    position of a session is a target, so every prefix is a training case), the epoch picked by
+    validation MRR@20 under the sessions protocol, refit on every training session, scored on the
+    test file's cases by the evaluator the kNN baselines go through."""
+    train, test = load_session_benchmark(directory)
+    n_items = int(max(max(s.max() for s in train), max(s.max() for s in test)))
+    split = session_split(train, test, n_items)
+    cfg = replace(cfg, select_protocol=SESSIONS, use_categories=False)
+    device, t_start = start_run(cfg)
+    vocab = benchmark_vocab(split)
+    return train_on_split(cfg, vocab, split, build_model(cfg, vocab, device), out, device=device, t_start=t_start,
+                          progress=progress, log=log or _print,
+                          data={"format": SESSIONS, "path": str(directory), "train_sessions": len(train),
+                                "test_cases": len(test)})
+
+
+def benchmark_vocab(split: Split) -> Vocab:
+    """The benchmark's ids are already indices 1..n: the catalogue is those ids in order."""
+    return Vocab([str(i) for i in range(1, len(split.train_counts))], popularity=split.train_counts[1:].tolist())
+
+
+def start_run(cfg: TrainConfig) -> tuple[torch.device, float]:
+    """Seeds and threads set; (the device, the start time)."""
+    seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return pick_device(cfg.device), time.time()
+
+
+MIX_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)  # the kNN's share of the mixed distribution
+
+
+def sessions_metrics(score: Scorer, ev: EvalSet, n_items: int, seed: int) -> dict:
+    res = evaluate_scorer(score, ev, n_items, seed=seed, protocols=(SESSIONS,))[SESSIONS]
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()}
+
+
+def choose_mix(cfg: TrainConfig, model: SessionTransformer, split: Split, val: EvalSet, n_items: int,
+               device: torch.device, log: Log) -> dict:
+    """The weight of ``cfg.mix_with`` (fit on the training part) in the mix with the selected model,
+    by validation MRR@20 on ``val`` (P@20 breaks ties), as the kNN grid chose its values."""
+    knn = baseline_scorer(cfg.mix_with, split, n_items)
+    rows = []
+    for weight in MIX_WEIGHTS:
+        res = sessions_metrics(mixed_scorer(model_scorer(model, device), knn, weight), val, n_items, cfg.seed)
+        rows.append({"weight": weight, "p@20_pct": round(res["p@20_pct"], 2),
+                     "mrr@20_pct": round(res["mrr@20_pct"], 2)})
+        log(json.dumps({"mix_with": cfg.mix_with, **rows[-1]}))
+    best = max(rows, key=lambda r: (r["mrr@20_pct"], r["p@20_pct"]))
+    return {"with": cfg.mix_with, "grid": rows, "weight": best["weight"]}
+
+
+def train_on_split(cfg: TrainConfig, vocab: Vocab, split: Split, model: SessionTransformer, out: Path | None, *,
+                   device: torch.device, t_start: float, progress: bool, log: Log, data: dict) -> TrainResult:
+    """Fit ``model`` on ``split`` (see train_model; the session benchmark's extra steps where
+    cfg.select_protocol is sessions: figures on every validation case and the kNN mix)."""
     windows = Windows.build(split.train, cfg)
     val = validation_users(split.valid, cfg.val_users, cfg.seed)
-    log(f"data: {describe(sessions)} | catalogue {vocab.n_items} items, {vocab.n_categories} categories | "
+    log(f"data: {data} | catalogue {vocab.n_items} items, {vocab.n_categories} categories | "
         f"train windows {len(windows)}, targets {windows.n_targets}, eval users {len(split.test)} | device {device}")
 
     best, history, stop = fit(cfg, model, windows, val, vocab.n_items, device, t_start, progress, log)
     if best.state is None:
         raise ValueError("no epoch was trained (epochs must be >= 1)")
     model.load_state_dict(best.state)
+    benchmark = cfg.select_protocol == SESSIONS
+    valid = mix = None
+    if benchmark:  # the reported validation figures: every case, not the per-epoch sample
+        valid = {SESSIONS: sessions_metrics(model_scorer(model, device), split.valid, vocab.n_items, cfg.seed)}
+        if cfg.mix_with:
+            mix = choose_mix(cfg, model, split, val, vocab.n_items, device, log)
+            knn = baseline_scorer(cfg.mix_with, split, vocab.n_items)
+            mix["valid"] = sessions_metrics(mixed_scorer(model_scorer(model, device), knn, mix["weight"]),
+                                            split.valid, vocab.n_items, cfg.seed)
+        log(json.dumps({"valid": valid, "mix": mix}))
     refit_rows = refit(cfg, model, Windows.build(split.refit, cfg), device, log) if cfg.refit_epochs > 0 else []
     summary = TrainSummary(epochs_run=len(history), best_epoch=best.epoch, stop=stop,
                            train_seconds=round(time.time() - t_start, 1), device=str(device), val=best.row,
                            history=history, seed=cfg.seed, hyperparameters=cfg.hyperparameters(),
-                           data=describe(sessions) | (meta or {}), refit=refit_rows)
+                           data=data, refit=refit_rows, valid=valid, mix=mix)
     if cfg.test_eval:
-        summary.test = _rounded(evaluate_scorer(model_scorer(model, device), split.test, vocab.n_items, seed=cfg.seed))
-        summary.popular = _rounded(evaluate_scorer(baseline_scorer("popular", split, vocab.n_items), split.test,
-                                                   vocab.n_items, seed=cfg.seed))
+        # the baselines see what the saved model saw: with a refit, every training sequence
+        fit_seqs = split.refit if benchmark and cfg.refit_epochs > 0 else None
+        protocols = (SESSIONS,) if benchmark else PROTOCOLS
+        test_scorers = {"test": model_scorer(model, device),
+                        "popular": baseline_scorer("popular", split, vocab.n_items, fit_seqs)}
+        if mix is not None:
+            knn = baseline_scorer(cfg.mix_with, split, vocab.n_items, fit_seqs)
+            test_scorers["mix"] = mixed_scorer(test_scorers["test"], knn, mix["weight"])
+        figures = {name: _rounded(evaluate_scorer(score, split.test, vocab.n_items, seed=cfg.seed,
+                                                  protocols=protocols))
+                   for name, score in test_scorers.items()}
+        summary.test, summary.popular = figures["test"], figures["popular"]
+        if mix is not None:
+            mix["test"] = figures["mix"][SESSIONS]
     model.to("cpu").eval()
     if out is not None:
         save_model_dir(out, model, vocab, summary.to_dict())
@@ -443,8 +552,10 @@ cli = typer.Typer(add_completion=False, help="Train a SessionTransformer (full-s
 @cli.command()
 def main(
     ctx: typer.Context,
-    data: Path = typer.Option(None, help="dataset file (sasrec) or directory (diginetica); omit for synthetic"),
-    data_format: str = typer.Option("sasrec", "--format", help="sasrec | diginetica | synthetic"),
+    data: Path = typer.Option(None, help="dataset file (sasrec) or directory (diginetica, sessions); omit for "
+                                         "synthetic"),
+    data_format: str = typer.Option("sasrec", "--format", help="sasrec | diginetica | synthetic | sessions (the "
+                                                               "session benchmark: train.txt, test.txt)"),
     out: Path = typer.Option(..., help="output model directory"),
     sessions: int = typer.Option(20_000, help="synthetic only: number of sessions to generate"),
     data_seed: int = typer.Option(0, help="synthetic only: generator seed"),
@@ -480,9 +591,16 @@ def main(
     refit_epochs: int = typer.Option(DEFAULT.refit_epochs, help="epochs after selection on every target but the "
                                                                 "test items (validation items too)"),
     refit_lr: float = typer.Option(DEFAULT.refit_lr, help="learning rate of those epochs"),
+    mix_with: str = typer.Option(DEFAULT.mix_with, help="sessions only: a session-kNN baseline (vsknn, vmis, ...) "
+                                                        "mixed with the model, its weight chosen on validation"),
     threads: int = typer.Option(DEFAULT.threads, help="torch CPU threads (0: torch default)"),
 ) -> None:
     cfg = TrainConfig.from_dict(ctx.params)
+    if data_format == SESSIONS:
+        if data is None:
+            raise typer.BadParameter("--format sessions needs --data DIR (train.txt, test.txt)")
+        report_session_benchmark(train_session_benchmark(cfg, data, out, progress=progress).summary, out)
+        return
     sess = load(data_format, data, sessions=sessions, seed=data_seed)
     result = train_model(cfg, sess, out, progress=progress,
                          meta={"format": data_format, "path": str(data) if data else None})
@@ -499,6 +617,21 @@ def main(
         verdict = "beats" if model_ndcg > popular_ndcg else "does NOT beat"
         print(f"the model {verdict} popular items on the same test sessions: full NDCG@10 {model_ndcg:.4f} "
               f"against {popular_ndcg:.4f}")
+
+
+def report_session_benchmark(s: TrainSummary, out: Path) -> None:
+    def figures(res: dict | None) -> str:
+        if not res:
+            return "-"
+        return (f"P@20 {res['p@20_pct']:.2f} MRR@20 {res['mrr@20_pct']:.2f} HR@10 {res['hr@10']:.4f} "
+                f"NDCG@10 {res['ndcg@10']:.4f}")
+
+    print(f"done: {out} | best epoch {s.best_epoch}/{s.epochs_run} ({s.stop}) in {s.train_seconds:.0f}s on {s.device}")
+    print(f"valid (every case): {figures((s.valid or {}).get(SESSIONS))} | "
+          f"test: {figures((s.test or {}).get(SESSIONS))}")
+    if s.mix:
+        print(f"mixed with {s.mix['with']} at weight {s.mix['weight']}: valid {figures(s.mix.get('valid'))} | "
+              f"test {figures(s.mix.get('test'))}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from serving.offline.data import load_session_benchmark
-from serving.offline.evaluate import POOL, evaluate_scorer, evaluate_sessions
+from serving.offline.evaluate import POOL, evaluate_scorer, evaluate_sessions, mixed_scorer
 from serving.offline.sequences import EvalSet, prefix_cases, session_split
 
 
@@ -86,3 +86,36 @@ def test_evaluate_sessions_cli_path_on_tiny_files(tmp_path):
     res = evaluate_sessions("vsknn", tmp_path, "test")
     assert res["users"] == 2 and res["p@20_pct"] == 100.0 and res["model"] == "vsknn"
     assert evaluate_sessions("itemknn", tmp_path, "valid")["users"] == 2  # the last session's 2 prefixes
+
+
+def test_mixed_scorer_is_a_weighted_sum_of_two_distributions():
+    model = TableScorer(np.log([1e-30, 0.5, 0.3, 0.2]))  # log-probabilities, column 0 is padding
+    knn = TableScorer(np.array([0.0, 0.0, 1.0, 3.0]))
+    got = mixed_scorer(model, knn, 0.25)(torch.zeros(1, 2, dtype=torch.long), torch.zeros(1, 2, dtype=torch.long))
+    assert got[0, 1:].tolist() == pytest.approx([0.75 * 0.5, 0.75 * 0.3 + 0.25 * 0.25, 0.75 * 0.2 + 0.25 * 0.75])
+
+
+def test_train_cli_on_the_session_benchmark_files(tmp_path):
+    """--format sessions: trained on the files' split, the epoch picked by validation MRR@20, the kNN
+    mix weight chosen on validation, test figures of the model and the mix."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from serving.offline.train import MIX_WEIGHTS
+    from serving.offline.train import cli as train_cli
+
+    rng = np.random.default_rng(0)
+    train = [rng.integers(1, 31, rng.integers(2, 7)).tolist() for _ in range(300)]
+    _write(tmp_path, train, [rng.integers(1, 31, rng.integers(2, 6)).tolist() for _ in range(50)])
+    out = tmp_path / "model"
+    res = CliRunner().invoke(train_cli, ["--format", "sessions", "--data", str(tmp_path), "--out", str(out),
+                                         "--epochs", "2", "--refit-epochs", "1", "--mix-with", "vsknn",
+                                         "--threads", "1", "--d-model", "16", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "config.json").read_text())["training"]
+    assert [r["epoch"] for r in summary["history"]] == [1, 2] and "val_mrr@20_pct" in summary["history"][0]
+    assert summary["valid"]["sessions"]["users"] == sum(len(s) - 1 for s in train[-30:])  # every validation case
+    assert summary["test"]["sessions"]["users"] == 50 and summary["mix"]["test"]["users"] == 50
+    assert [r["weight"] for r in summary["mix"]["grid"]] == list(MIX_WEIGHTS)
+    assert summary["mix"]["weight"] in MIX_WEIGHTS and summary["refit"][0]["refit_epoch"] == 1
