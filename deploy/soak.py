@@ -62,6 +62,11 @@ class Stack:
         subprocess.run(["bash", f"deploy/{action}.sh", *services], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
+    def dead(self) -> list[str]:
+        """Services of the stack whose process is gone (not one the soak stops on purpose)."""
+        names = [p.stem for p in self.pids.glob("*.pid") if not p.stem.endswith(".process")]
+        return [name for name in names if not Path(f"/proc/{self.pid(name)}").exists()]
+
     def worker_rss_mb(self) -> float:
         """Resident memory of the worker process (not its supervisor)."""
         for line in Path(f"/proc/{self.pid('worker.process')}/status").read_text().splitlines():
@@ -101,6 +106,8 @@ class Faults:
         return "Triton stopped 10 s"
 
     def triton_slow(self) -> str:
+        """Triton's python backend may abort some time after such a pause (a boost interprocess
+        lock_exception in its log, seen 2026-12-07); the next fault finds it dead and starts it."""
         group = self.stack.pid("triton")
         os.killpg(group, signal.SIGSTOP)
         time.sleep(2)
@@ -165,6 +172,10 @@ def inject_faults(faults: Faults, until: float, mean_gap: float, log_file: Path,
         if time.time() + gap >= until:
             return
         time.sleep(gap)
+        for name in faults.stack.dead():  # as an orchestrator would: logged, then started again
+            faults.stack.script("up", name)
+            record(log, log_file, {"fault": "found_dead", "start": round(time.time(), 3), "end": round(time.time(), 3),
+                                   "did": f"{name} was not running: deploy/up.sh {name}", "error": None})
         bag = bag or faults.bag()
         fault = bag.pop()
         start = time.time()
@@ -175,12 +186,15 @@ def inject_faults(faults: Faults, until: float, mean_gap: float, log_file: Path,
         if what is None:  # not possible yet: it comes after the rest of the bag
             bag.insert(0, fault)
             continue
-        entry = {"fault": fault.__name__, "start": round(start, 3), "end": round(time.time(), 3), "did": what,
-                 "error": error}
-        log.append(entry)
-        with log_file.open("a") as f:
-            f.write(json.dumps(entry) + "\n")
-        print(json.dumps(entry), flush=True)
+        record(log, log_file, {"fault": fault.__name__, "start": round(start, 3), "end": round(time.time(), 3),
+                               "did": what, "error": error})
+
+
+def record(log: list[dict], log_file: Path, entry: dict) -> None:
+    log.append(entry)
+    with log_file.open("a") as f:
+        f.write(json.dumps(entry) + "\n")
+    print(json.dumps(entry), flush=True)
 
 
 def sample_memory(stack: Stack, stop: threading.Event, samples: list[tuple[float, float]]) -> None:

@@ -17,7 +17,7 @@ def test_a_short_chaos_soak_loses_nothing_explains_every_duplicate_and_leaves_fe
                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1200)
     summary = json.loads(run.stdout.splitlines()[-1])
     print(json.dumps(summary, indent=1))
-    assert set(summary["faults"]) == FAULTS, summary["faults"]
+    assert FAULTS <= set(summary["faults"]) <= FAULTS | {"found_dead"}, summary["faults"]
     assert summary["client"]["lost"] == 0
     assert not summary["unexplained_duplicates"]
     assert summary["feast_mismatches"] == 0, summary["feast_examples"]
