@@ -32,7 +32,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tools.bench_client import CLIENTS, add_connection_arguments, connection, cpu_seconds, make_event  # noqa: E402
+from tools.bench_client import (  # noqa: E402
+    CLIENTS,
+    add_connection_arguments,
+    connection,
+    cpu_seconds,
+    make_event,
+    real_length_sessions,
+    sessions_shape,
+)
 
 
 def middle_rate(timestamps_ms: Iterable[int], middle: float = 0.8) -> dict:
@@ -87,8 +95,10 @@ def run(args: argparse.Namespace) -> dict:
     t0 = time.time()
     producer = client.producer(linger_ms=20)
     rng = random.Random(args.seed)
+    names = real_length_sessions(args, tag)
     for n in range(args.events):
-        event = make_event(tag, n, args.sessions, args.items, rng, args.session_life)
+        event = make_event(tag, n, args.sessions, args.items, rng, args.session_life,
+                           session_id=names(n) if names else None)
         producer.send(args.events_topic, event["session_id"].encode(), json.dumps(event).encode())
     producer.flush()
     producer.close()
@@ -137,7 +147,7 @@ def run(args: argparse.Namespace) -> dict:
     first = first_copies(records)
     rate = middle_rate(first.values(), args.middle)
     times = sorted(first.values())
-    return {"mode": "drain", "client": args.client, "events": args.events,
+    return {"mode": "drain", "client": args.client, "events": args.events, "sessions": sessions_shape(args),
             **account(expected, (e for e, _ in records)), "fallbacks": fallbacks, "drain_per_s": rate["per_s"],
             "middle": args.middle, "middle_span_s": rate["span_s"],
             "first_after_start_s": round((times[0] - worker_start_ms) / 1000, 2) if times else None,

@@ -46,8 +46,12 @@ def make_store(settings: Settings) -> FeatureStore:
     if settings.online_store == "redis":
         # A Redis that is down must fail a call in about a second, not hang: the worker then serves
         # what it holds and tries again itself (stream/worker.py), which it cannot do while blocked.
+        # skip_dedup: Feast otherwise reads every row's stored timestamp before writing it, a second
+        # round trip per flush that guards against out-of-order writers. Each row here has one
+        # writer (its partition's worker) stamping it with the time of writing, which only grows,
+        # so the guard could never skip a row.
         online = RedisOnlineStoreConfig(connection_string=settings.redis_connection_string
-                                        + ",socket_connect_timeout=1,socket_timeout=5")
+                                        + ",socket_connect_timeout=1,socket_timeout=5", skip_dedup=True)
     else:
         online = SqliteOnlineStoreConfig(path=str(feast_dir / "online.db"))
     config = RepoConfig(

@@ -322,13 +322,47 @@ class LagSampler(threading.Thread):
                 continue
 
 
+def session_lengths(views_csv: Path) -> list[int]:
+    """Views per session in a DIGINETICA views file (``session_id;...`` rows under a header): the
+    lengths real shoppers' sessions have, to draw benchmark sessions from."""
+    counts: Counter[str] = Counter()
+    with views_csv.open() as rows:
+        next(rows)
+        for row in rows:
+            counts[row.split(";", 1)[0]] += 1
+    return sorted(counts.values())
+
+
+class RealLengthSessions:
+    """The session of event n, for events taken in order: ``sessions`` concurrent slots, round
+    robin; each slot's session ends after a length drawn (seeded) from ``lengths``, and a new one
+    takes its place. Without it every session lives as long as the run (``make_event``), so on a
+    long run every event carries a ``max_len`` history: ten times the model work of a real one."""
+
+    def __init__(self, tag: str, sessions: int, lengths: list[int], seed: int):
+        self.tag, self.lengths, self.rng = tag, lengths, random.Random(seed)
+        self.generation = [0] * sessions
+        self.left = [self.rng.choice(lengths) for _ in range(sessions)]
+
+    def __call__(self, n: int) -> str:
+        slot = n % len(self.left)
+        if self.left[slot] == 0:
+            self.generation[slot] += 1
+            self.left[slot] = self.rng.choice(self.lengths)
+        self.left[slot] -= 1
+        return f"{self.tag}-s{slot}-{self.generation[slot]}"
+
+
 def make_event(tag: str, n: int, sessions: int, items: int, rng: random.Random, session_life: int = 0,
-               item_prefix: str = "i") -> dict:
+               item_prefix: str = "i", session_id: str | None = None) -> dict:
     """Event n of ``sessions`` concurrent sessions, round robin; with ``session_life``, each one
     ends after that many events and a new one takes its place (staggered, so new sessions start
-    all the time). The same ``rng`` seed gives the same events (but their ``ts``)."""
+    all the time); ``session_id`` (RealLengthSessions) names the session instead. The same ``rng``
+    seed gives the same events (but their ``ts``)."""
     session = n % sessions
-    name = f"{tag}-s{session}" + (f"-{(n // sessions + session) // session_life}" if session_life else "")
+    name = session_id or f"{tag}-s{session}"
+    if session_life and not session_id:
+        name += f"-{(n // sessions + session) // session_life}"
     return {"event_id": f"{tag}-{n}", "event_type": rng.choice(EVENT_TYPES),
             "session_id": name, "user_id": f"{tag}-u{session % 50}",
             "item_id": f"{item_prefix}{rng.randint(1, items)}", "ts": int(time.time() * 1000), "price": 9.99,
@@ -357,6 +391,8 @@ def run(args: argparse.Namespace) -> dict:
     stop_sending = threading.Event()  # SIGUSR1: send no more, read back what was sent (deploy/faults.py)
     signal.signal(signal.SIGUSR1, lambda *_: stop_sending.set())
 
+    names = real_length_sessions(args, tag)
+
     def produce() -> None:
         producer = client.producer(linger_ms=1)
         rng = random.Random(args.seed)
@@ -368,7 +404,8 @@ def run(args: argparse.Namespace) -> dict:
                 delay = start + n / args.rate - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
-            event = make_event(tag, n, args.sessions, args.items, rng, args.session_life, item_prefix)
+            event = make_event(tag, n, args.sessions, args.items, rng, args.session_life, item_prefix,
+                               names(n) if names else None)
             value = json.dumps(event).encode()
             sent[event["event_id"]] = time.time()
             producer.send(in_topic, event["session_id"].encode(), value)
@@ -420,7 +457,7 @@ def run(args: argparse.Namespace) -> dict:
     span = max(received.values(), default=t0) - t0
     arrivals = sorted(received.values())
     return {
-        "mode": "echo" if args.echo else "recommendations", "client": args.client,
+        "mode": "echo" if args.echo else "recommendations", "client": args.client, "sessions": sessions_shape(args),
         "offered_per_s": args.rate if args.rate > 0 else "burst",
         "sent": len(sent), "received": len(received), "lost": len(sent) - len(received),
         "duplicated": len(duplicate_times),
@@ -439,6 +476,21 @@ def run(args: argparse.Namespace) -> dict:
             "produced": [round(t, 3) for t in sorted(produced)],
             "duplicate_arrivals": [round(t, 3) for t in duplicate_times]} if args.arrivals else {}),
     }
+
+
+def sessions_shape(args: argparse.Namespace) -> str:
+    """How the run's sessions were made, for its JSON line: the model's work per event depends on it."""
+    if args.session_lengths is not None:
+        return f"{args.sessions} concurrent, real lengths ({args.session_lengths.name})"
+    life = f"{args.session_life} events each" if args.session_life else "each as long as the run"
+    return f"{args.sessions} concurrent, {life}"
+
+
+def real_length_sessions(args: argparse.Namespace, tag: str) -> RealLengthSessions | None:
+    """The run's session names when ``--session-lengths`` is given."""
+    if args.session_lengths is None:
+        return None
+    return RealLengthSessions(tag, args.sessions, session_lengths(args.session_lengths), args.seed)
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
@@ -460,6 +512,9 @@ def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--session-life", type=int, default=0,
                         help="events per session before a new one replaces it (0: the same sessions throughout)")
+    parser.add_argument("--session-lengths", type=Path, default=None, metavar="VIEWS_CSV",
+                        help="draw each session's length from a DIGINETICA views file's sessions "
+                             "(RealLengthSessions) instead of --session-life")
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pid-dir", type=Path, default=Path(env("RECO_RUN_DIR", ".run")) / "pids")

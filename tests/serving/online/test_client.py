@@ -1,9 +1,18 @@
 """The client's side of the Triton contract: request rows and response parsing (no server)."""
 import numpy as np
 import pytest
+from tritonclient.utils import serialize_byte_tensor
 
 from contract.ranking import Candidate
-from serving.online.client import CircuitOpen, TritonRanker, left_padded_bytes, parse_response
+from serving.online.client import (
+    CircuitOpen,
+    TritonRanker,
+    left_padded_bytes,
+    left_padded_wire,
+    parse_response,
+    request_width,
+    wire_strings,
+)
 
 
 def test_left_padded_bytes_right_aligns_utf8_rows():
@@ -17,8 +26,25 @@ def test_left_padded_bytes_refuses_a_row_longer_than_the_width():
         left_padded_bytes([["a"], ["a", "b", "c"]], 2)
 
 
+def test_the_wire_format_is_tritonclients_own_and_reads_back():
+    rows = [["a", "é"], ["c"], [], ["x" * 300]]
+    wire = left_padded_wire(rows, 3)
+    assert wire == serialize_byte_tensor(left_padded_bytes(rows, 3)).item()
+    assert wire_strings(wire, 12) == ["", "a", "é", "", "", "c", "", "", "", "", "", "x" * 300]
+    with pytest.raises(ValueError, match="more than 2"):
+        left_padded_wire([["a", "b", "c"]], 2)
+
+
+def test_a_request_is_as_wide_as_the_smallest_width_that_holds_its_longest_session():
+    assert request_width([["a"], []], 50) == 8
+    assert request_width([["a"] * 9], 50) == 16
+    assert request_width([["a"] * 33], 50) == 50
+    assert request_width([["a"] * 9], 10) == 10  # never wider than the model's max_len
+    assert request_width([], 50) == 8
+
+
 def test_parse_response_keeps_attr_pos_as_the_session_index():
-    items = np.array([[b"x", b"y"], [b"z", b"w"]], dtype=object)
+    items = ["x", "y", "z", "w"]
     scores = np.array([[2.5, 1.0], [0.5, -1.0]], dtype=np.float32)
     positions = np.array([[3, -1], [0, 0]], dtype=np.int64)
     drops = np.array([[0.25, 0.0], [1.5, 0.75]], dtype=np.float32)
@@ -46,12 +72,14 @@ class FakeResult:
         self.version = version
 
     def as_numpy(self, name):
-        return {"REC_ITEMS": np.array([[b"a"]], dtype=object), "REC_SCORES": np.array([[1.0]], dtype=np.float32),
+        return {"REC_SCORES": np.array([[1.0]], dtype=np.float32),
                 "ATTR_POS": np.array([[-1]]), "ATTR_DROP": np.array([[0.0]], dtype=np.float32),
                 "CATALOGUE": np.array([[b"synthetic"]], dtype=object)}[name]
 
     def get_response(self):
-        return type("Response", (), {"model_version": self.version})()
+        outputs = [type("Output", (), {"name": name}) for name in ("REC_SCORES", "REC_ITEMS")]
+        return type("Response", (), {"model_version": self.version, "outputs": outputs,
+                                     "raw_output_contents": [b"", left_padded_wire([["a"]], 1)]})()
 
 
 async def test_batches_go_round_robin_and_a_failed_server_is_skipped_until_its_cool_down_ends():
