@@ -11,6 +11,10 @@
 #                                         the worker started: deploy/drain.py); 0 skips it
 #   BENCH_CLIENT=confluent                the outside client's Kafka library: confluent (librdkafka, the
 #                                         default when installed) or kafka (kafka-python, pure Python)
+#   BENCH_SESSION_LENGTHS=../shared/data/diginetica/train-item-views.sample.csv
+#                                         sessions as long as real shoppers' (4.1 views on average), drawn
+#                                         from this views file when it exists; the drain also runs once with
+#                                         sessions that last the whole run (every event at the model's max_len)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
@@ -25,6 +29,13 @@ if [[ $CLIENT == confluent ]] && ! "$PY" -c 'import confluent_kafka' 2>/dev/null
     CLIENT=kafka
 fi
 STORES=${BENCH_STORES:-redis sqlite}
+SESSION_LENGTHS=${BENCH_SESSION_LENGTHS:-$ROOT/../shared/data/diginetica/train-item-views.sample.csv}
+SHAPE=()
+if [[ -f $SESSION_LENGTHS ]]; then
+    SHAPE=(--session-lengths "$SESSION_LENGTHS")
+else
+    log "$SESSION_LENGTHS not found: every session lasts the whole run (long histories, more model work per event)"
+fi
 MODEL_DIR=${MODEL_DIR:-$RUN_DIR/model}
 OUT=${BENCH_OUT:-reports/bench-$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$(dirname "$OUT")"
@@ -48,12 +59,12 @@ for store in $STORES; do
     "$PY" -m tools.bench_client --client "$CLIENT" --rate 100 --seconds 5 >/dev/null  # warm the worker's state and Triton
     for rate in $RATES; do
         log "$store: $rate events/s for ${SECONDS_PER_RATE}s"
-        "$PY" -m tools.bench_client --client "$CLIENT" --rate "$rate" --seconds "$SECONDS_PER_RATE" \
+        "$PY" -m tools.bench_client --client "$CLIENT" "${SHAPE[@]}" --rate "$rate" --seconds "$SECONDS_PER_RATE" \
             | "$PY" -c "import json,sys; d=json.load(sys.stdin); d['store']='$store'; print(json.dumps(d))" \
             | tee -a "$OUT.jsonl"
     done
     log "$store: burst of $BURST events"
-    "$PY" -m tools.bench_client --client "$CLIENT" --rate 0 --events "$BURST" \
+    "$PY" -m tools.bench_client --client "$CLIENT" "${SHAPE[@]}" --rate 0 --events "$BURST" \
         | "$PY" -c "import json,sys; d=json.load(sys.stdin); d['store']='$store'; print(json.dumps(d))" \
         | tee -a "$OUT.jsonl"
 done
@@ -61,6 +72,10 @@ bash deploy/down.sh worker
 bash deploy/up.sh worker  # back to the configured store
 if (( DRAIN > 0 )); then
     log "drain: $DRAIN events written while the worker is stopped, then drained"
-    "$PY" deploy/drain.py --client "$CLIENT" --events "$DRAIN" | tee -a "$OUT.jsonl"
+    "$PY" deploy/drain.py --client "$CLIENT" "${SHAPE[@]}" --events "$DRAIN" | tee -a "$OUT.jsonl"
+    if (( ${#SHAPE[@]} )); then
+        log "drain: the same with sessions that last the whole run (every event at the model's max_len)"
+        "$PY" deploy/drain.py --client "$CLIENT" --events "$DRAIN" | tee -a "$OUT.jsonl"
+    fi
 fi
 "$PY" deploy/bench_report.py "$OUT.jsonl" --png "$OUT.png" | tee "$OUT.md"

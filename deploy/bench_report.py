@@ -68,11 +68,13 @@ def main() -> None:
             parts.append(f"p50 at {low['offered_per_s']}/s minus transport p50: {above} ms")
         print("; ".join(parts))
     for d in drains:
-        print(f"drain: {d['events']:,} events written while the worker was stopped, drained at "
-              f"{fmt(d['drain_per_s'])}/s (the recommendations' record timestamps, middle "
-              f"{100 * d['middle']:.0f}%); first {fmt(d['first_after_start_s'], 1)} s, last "
-              f"{fmt(d['last_after_start_s'], 1)} s after the worker's start; lost {d['lost']}, "
+        print(f"drain ({d.get('sessions', 'sessions as long as the run')}): {d['events']:,} events written "
+              f"while the worker was stopped, drained at {fmt(d['drain_per_s'])}/s (the recommendations' "
+              f"record timestamps, middle {100 * d['middle']:.0f}%); first {fmt(d['first_after_start_s'], 1)} s, "
+              f"last {fmt(d['last_after_start_s'], 1)} s after the worker's start; lost {d['lost']}, "
               f"duplicated {d['duplicated']}, fallbacks {d['fallbacks']} (client: {d['client']})")
+        print("  CPU ms per event (start-up included): " + ", ".join(
+            f"{name} {1000 * seconds / d['events']:.2f}" for name, seconds in sorted(d.get("cpu_s", {}).items())))
 
     if args.png:
         import matplotlib

@@ -1,11 +1,13 @@
 """tools/bench_client.py's confluent-kafka backend: the same SASL_SSL login as kafka-python's,
 in librdkafka's names."""
+import random
 from argparse import Namespace
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tools.bench_client import CLIENTS, connection, librdkafka_config
+from tools.bench_client import CLIENTS, RealLengthSessions, connection, librdkafka_config, make_event, session_lengths
 
 
 def args(tmp_path: Path, protocol: str = "SASL_SSL") -> Namespace:
@@ -46,3 +48,18 @@ def test_librdkafka_accepts_the_config(tmp_path, monkeypatch):
                               "fetch.wait.max.ms": 5, "max.partition.fetch.bytes": 10_000_000})
     with pytest.raises(confluent_kafka.KafkaException):
         confluent_kafka.Producer({**config, "sasl.mechanism.typo": "x"})
+
+
+def test_sessions_take_their_lengths_from_a_views_file(tmp_path):
+    views = tmp_path / "views.csv"
+    rows = [f"{s};NA;{i};0;2016-05-09\n" for s, n in (("1", 3), ("2", 1), ("3", 3)) for i in range(n)]
+    views.write_text("session_id;user_id;item_id;timeframe;eventdate\n" + "".join(rows))
+    assert session_lengths(views) == [1, 3, 3]
+    names = RealLengthSessions("t", 2, [1, 3], seed=0)
+    drawn = [names(n) for n in range(40)]
+    for slot in ("s0", "s1"):
+        runs = Counter(name for name in drawn if f"-{slot}-" in name)
+        lives = [runs[f"t-{slot}-{g}"] for g in range(len(runs))]
+        assert set(lives[:-1]) <= {1, 3} and 1 in lives and 3 in lives  # the last may be cut short
+    event = make_event("t", 5, 2, 10, random.Random(0), session_id=drawn[5])
+    assert event["session_id"] == drawn[5] and event["event_id"] == "t-5"

@@ -45,12 +45,14 @@ def test_a_duplicate_does_not_move_the_first_copys_time():
 def test_bench_report_prints_the_drain(tmp_path):
     drain = {"mode": "drain", "client": "confluent", "events": 30000, "received": 30000, "lost": 0,
              "duplicated": 0, "fallbacks": 0, "drain_per_s": 812.5, "middle": 0.8, "middle_span_s": 29.5,
-             "first_after_start_s": 1.2, "last_after_start_s": 40.0, "produce_s": 3.0, "cpu_s": {}}
+             "first_after_start_s": 1.2, "last_after_start_s": 40.0, "produce_s": 3.0,
+             "sessions": "200 concurrent, real lengths (views.csv)", "cpu_s": {"worker": 21.0, "triton": 12.3}}
     jsonl = tmp_path / "bench.jsonl"
     jsonl.write_text(json.dumps(drain) + "\n")
     out = subprocess.run([sys.executable, "deploy/bench_report.py", str(jsonl)], cwd=ROOT,
                          capture_output=True, text=True, check=True).stdout
-    assert "drain: 30,000 events" in out and "812/s" in out and "lost 0, duplicated 0" in out
+    assert "drain (200 concurrent, real lengths (views.csv)): 30,000 events" in out and "812/s" in out
+    assert "lost 0, duplicated 0" in out and "triton 0.41, worker 0.70" in out
 
 
 @pytest.mark.parametrize("args", [["deploy/drain.py", "--help"], ["-m", "tools.bench_client", "--help"]])
