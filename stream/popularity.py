@@ -14,6 +14,7 @@ class Popularity:
         self.trend: dict[str, tuple[float, int]] = {}  # item -> (decayed count, as of ts)
         self.now_ms = 0
         self._popular: list[str] = []
+        self._popular_set: set[str] = set()  # membership is asked for every recommended item
         self._trending: set[str] = set()
         self._stale = 0
 
@@ -29,6 +30,7 @@ class Popularity:
     def refresh(self) -> None:
         self._stale = 0
         self._popular = heapq.nlargest(self.top_n, self.counts, key=self.counts.__getitem__)
+        self._popular_set = set(self._popular)
 
         def current(item: str) -> float:
             score, as_of = self.trend[item]
@@ -42,7 +44,7 @@ class Popularity:
         return self._popular[:n]
 
     def is_popular(self, item_id: str) -> bool:
-        return item_id in self._popular
+        return item_id in self._popular_set
 
     def is_trending(self, item_id: str) -> bool:
         return item_id in self._trending
