@@ -211,8 +211,9 @@ wait_for_http() { wait_until "$1" "$3" "$2 -> 200" curl -sf -o /dev/null --max-t
 # stop_service NAME [TIMEOUT_S]: TERM the service's process group, KILL after the timeout.
 stop_service() {
     local name=$1 timeout=${2:-20} pid
+    # $name.process.pid: the process a supervisor forks (a worker's); it goes with its supervisor.
     if ! pid=$(running_pid "$name"); then
-        rm -f "$(pid_file "$name")"
+        rm -f "$(pid_file "$name")" "$(pid_file "$name.process")"
         return 0
     fi
     log "$name: stopping (pid $pid)"
@@ -229,6 +230,6 @@ stop_service() {
     done
     # Leftover children in the group (e.g. Triton python stubs) go too.
     if pgrep -g "$pid" >/dev/null 2>&1; then kill -KILL -- "-$pid" 2>/dev/null || true; fi
-    rm -f "$(pid_file "$name")"
+    rm -f "$(pid_file "$name")" "$(pid_file "$name.process")"
     log "$name: stopped"
 }
