@@ -48,8 +48,9 @@ fi
 
 bash deploy/up.sh kafka redis prometheus triton
 served=$(ls -d "$MODEL_REPO/$MODEL_NAME"/[0-9]* | sort -V | tail -1)
-log "compute floor: $served in-process"
-"$PY" -m serving.offline.bench_compute --model "$served" --batch-sizes 8,32,64 --seconds 3 | tee -a "$OUT.jsonl"
+log "compute floor: $served in-process, one thread"
+"$PY" -m serving.offline.bench_compute --model "$served" --batch-sizes 8,64,256 --methods none,prefix --seconds 3 \
+    "${SHAPE[@]}" | tee -a "$OUT.jsonl"
 log "transport floor: Kafka round trip"
 "$PY" -m tools.bench_client --client "$CLIENT" --echo --rate 200 --seconds 10 | tee -a "$OUT.jsonl"
 

@@ -18,8 +18,10 @@ import json
 import random
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
+import pandas as pd
 import torch
 import typer
 
@@ -34,18 +36,35 @@ cli = typer.Typer(add_completion=False)
 METHODS = {"none": (False, "brute"), "brute": (True, "brute"), "prefix": (True, "prefix")}
 
 
-def event_prefixes(sessions, vocab, max_len: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def event_prefixes(sessions, vocab, max_len: int, n: int, seed: int,
+                   lengths: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` serving inputs [n, max_len]: each a session up to a uniformly drawn event (so long
-    sessions weigh as much as the events they produce), unknown items dropped, left-padded."""
+    sessions weigh as much as the events they produce), unknown items dropped, left-padded.
+    ``lengths``: draw the event among sessions of these lengths instead (real shoppers', see
+    ``session_lengths``) and take its prefix from a synthetic session at least that long."""
     encoded = [(e.items[e.items != 0], e.types[e.items != 0]) for e in encode(sessions, vocab)]
     events = [(s, t) for s, (items, _) in enumerate(encoded) for t in range(1, len(items) + 1)]
     if not events:
         raise ValueError("no session has an item known to the model's vocabulary")
     rng = random.Random(seed)
-    drawn = [events[rng.randrange(len(events))] for _ in range(n)]
+    if lengths is None:
+        drawn = [events[rng.randrange(len(events))] for _ in range(n)]
+    else:
+        prefix_lengths = [t for length in lengths for t in range(1, length + 1)]  # one per real event
+        longest = max(t for _, t in events)
+        long_enough = {t: [s for s, (items, _) in enumerate(encoded) if len(items) >= t] for t in range(1, longest + 1)}
+        drawn = []
+        for _ in range(n):
+            t = min(rng.choice(prefix_lengths), longest)
+            drawn.append((rng.choice(long_enough[t]), t))
     items = [encoded[s][0][:t] for s, t in drawn]
     types = [encoded[s][1][:t] for s, t in drawn]
     return torch.from_numpy(pad_left(items, max_len)), torch.from_numpy(pad_left(types, max_len))
+
+
+def session_lengths(views_csv: Path) -> list[int]:
+    """Views per session in a DIGINETICA views file (``session_id;...``): real shoppers' session lengths."""
+    return pd.read_csv(views_csv, sep=";", usecols=["session_id"])["session_id"].value_counts().tolist()
 
 
 def time_methods(model, items, types, batch_size: int, n_candidates: int, window: int, methods: list[str],
@@ -93,6 +112,9 @@ def main(
     sessions: int = typer.Option(2000, help="synthetic sessions to draw events from"),
     data_seed: int = typer.Option(0, help="the catalogue seed the model was trained with"),
     seed: int = typer.Option(1),
+    lengths_csv: Optional[Path] = typer.Option(
+        None, "--session-lengths", help="a DIGINETICA views CSV: events drawn from sessions as long as its "
+                                        "sessions (as tools/bench_client.py --session-lengths)"),
     precision: str = typer.Option(DEFAULT_PRECISION, help=f"{' | '.join(PRECISIONS)}: the variant timed, as "
                                                           "Triton's PRECISION (serving/model/precision.py)"),
 ) -> None:
@@ -108,7 +130,8 @@ def main(
     if unknown:
         raise typer.BadParameter(f"unknown methods {sorted(unknown)}")
     items, types = event_prefixes(generate_synthetic(sessions, seed=data_seed), vocab, fp32.cfg.max_len,
-                                  n=max(sizes) * 16, seed=seed)
+                                  n=max(sizes) * 16, seed=seed,
+                                  lengths=session_lengths(lengths_csv) if lengths_csv else None)
     with torch.inference_mode():
         for size in sizes:
             for row in time_methods(model, items, types, size, n_candidates, window, chosen, seconds):
