@@ -131,7 +131,8 @@ faults: setup     ## inject each fault (worker kill, broker restart; with KAFKA_
 
 soak: setup       ## chaos soak: MINUTES (default 60) of load with random faults, then every check; .run/soak/
 	bash deploy/up.sh
-	$(PY) deploy/soak.py --minutes $(or $(MINUTES),60) $(if $(RATE),--rate $(RATE))
+	source deploy/lib.sh && load_settings && \
+		$(PY) deploy/soak.py --minutes $(or $(MINUTES),60) $(if $(RATE),--rate $(RATE))  # KAFKA_BROKERS -> RECO_*
 
 gpu-check: setup  ## Triton with KIND_GPU on a copy of the served model: seq/s at batch 64..1024, scores vs a CPU run
 	bash deploy/gpu_check.sh $(GPU_CHECK_ARGS)
