@@ -53,8 +53,9 @@ def main() -> None:
     best_compute = max((c["events_per_s"] for c in compute if c.get("method") != "none"), default=None)
     if compute:
         for c in compute:
-            print(f"compute floor: {c['method']:>7} batch {c['batch_size']:>3}, mean length {c.get('mean_length', '?')}: "
-                  f"{fmt(c['events_per_s'])} events/s, {1000 / c['events_per_s']:.2f} ms CPU per event")
+            print(f"compute floor: {c['method']:>7} batch {c['batch_size']:>3}, "
+                  f"mean length {c.get('mean_length', '?')}: {fmt(c['events_per_s'])} events/s, "
+                  f"{1000 / c['events_per_s']:.2f} ms CPU per event")
     for store in sorted({r.get("store", "-") for r in runs}):
         mine = [r for r in runs if r.get("store", "-") == store and r["achieved_per_s"]]
         if not mine:
