@@ -125,14 +125,17 @@ report:           ## plot the last 10 minutes from Prometheus into reports/
 bench: setup      ## training throughput, faithfulness and its cost, streaming throughput/latency
 	bash deploy/bench.sh
 
+# A Python tool run against the stack gets deploy/lib.sh's settings in its environment: KAFKA_BROKERS=3
+# becomes RECO_KAFKA_BROKERS and the three brokers' bootstrap list, as `make up` used them.
+WITH_STACK_SETTINGS = source deploy/lib.sh && load_settings &&
+
 faults: setup     ## inject each fault (worker kill, broker restart; with KAFKA_BROKERS=3 broker kill, rolling restart; Triton and Redis outages) under load; print a table
 	bash deploy/up.sh
-	$(PY) deploy/faults.py
+	$(WITH_STACK_SETTINGS) $(PY) deploy/faults.py
 
 soak: setup       ## chaos soak: MINUTES (default 60) of load with random faults, then every check; .run/soak/
 	bash deploy/up.sh
-	source deploy/lib.sh && load_settings && \
-		$(PY) deploy/soak.py --minutes $(or $(MINUTES),60) $(if $(RATE),--rate $(RATE))  # KAFKA_BROKERS -> RECO_*
+	$(WITH_STACK_SETTINGS) $(PY) deploy/soak.py --minutes $(or $(MINUTES),60) $(if $(RATE),--rate $(RATE))
 
 gpu-check: setup  ## Triton with KIND_GPU on a copy of the served model: seq/s at batch 64..1024, scores vs a CPU run
 	bash deploy/gpu_check.sh $(GPU_CHECK_ARGS)

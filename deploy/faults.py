@@ -128,8 +128,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=40)
     parser.add_argument("--until-back", type=float, help="stop the load this long after the service is back "
                         "(--seconds is then the most it runs): the load covers a fault of any length")
-    # Without three brokers (RECO_KAFKA_BROKERS, or KAFKA_BROKERS as `make faults KAFKA_BROKERS=3`
-    # passes it) the two cluster faults cannot run.
+    # Without three brokers (RECO_KAFKA_BROKERS, as `make faults KAFKA_BROKERS=3` exports it; or
+    # KAFKA_BROKERS when run by hand) the two cluster faults cannot run.
     three = int(os.environ.get("RECO_KAFKA_BROKERS") or os.environ.get("KAFKA_BROKERS") or 1) >= 3
     parser.add_argument("--only", default=",".join(name for name in SCENARIOS if three or name not in CLUSTER_ONLY))
     args = parser.parse_args()
