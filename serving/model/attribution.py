@@ -326,9 +326,9 @@ class _BasePass:
         flat = last.reshape(-1, d)
         n_cand = candidates.shape[1]
         cand = candidates[:, None, :].expand(batch, n_deleted, n_cand).reshape(-1, n_cand)
-        weights = model.item_emb.weight
+        weights = model.output_items()
         if not self.copy_head:
-            scores = torch.einsum("vd,vcd->vc", flat.float(), weights[cand].float())
+            scores = torch.einsum("vd,vcd->vc", model.output_query(flat).float(), weights[cand].float())
             return scores.view(batch, n_deleted, n_cand)
 
         # Generation part: log-softmax over the catalogue at the candidates.

@@ -6,6 +6,7 @@ Reads top to bottom like SASRec.pytorch:
              (+ category embedding)                       -> dropout
     blocks = n_layers x [pre-LayerNorm causal self-attention, pre-LayerNorm feed-forward]
     output = final LayerNorm -> dot product with the (tied) item embedding table
+             (or scale x cosine, ``logit_scale``)
              (+ copy head: a gated pointer over the session's own items, see below)
 
 Inputs are LEFT-padded LongTensors [B, L] (0 = padding, most recent interaction at index -1).
@@ -60,6 +61,9 @@ class ModelConfig:
     dropout: float = 0.3
     ffn_mult: int = 4  # feed-forward width = ffn_mult * d_model
     copy_head: bool = True  # gated pointer over the session's items (see module docstring)
+    # > 0: scores are this scale times the cosine of state and item embedding (NISER / CORE's
+    # normalised representations: popular items cannot win by norm alone); 0: plain dot products
+    logit_scale: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -197,11 +201,21 @@ class SessionTransformer(nn.Module):
         return self.final_ln(x)
 
     # ------------------------------------------------------------------------- the heads
+    def output_query(self, hidden: torch.Tensor) -> torch.Tensor:
+        """States [..., d] as the output layer uses them: unit length under ``logit_scale``."""
+        return F.normalize(hidden, dim=-1) if self.cfg.logit_scale else hidden
+
+    def output_items(self) -> torch.Tensor:
+        """The output layer's item vectors [n_items + 1, d]: the tied embedding table, or its rows at
+        length ``logit_scale``, so that output_query(h) . output_items() is the score."""
+        w = self.item_emb.weight
+        return F.normalize(w, dim=-1) * self.cfg.logit_scale if self.cfg.logit_scale else w
+
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Dot-product scores of every catalogue item for hidden states [..., d] -> [..., n_items + 1],
+        """Scores of every catalogue item for hidden states [..., d] -> [..., n_items + 1],
         in float32 even under autocast (bf16 scores would tie and blur the ranking)."""
         with torch.autocast(hidden.device.type, enabled=False):
-            out = hidden.float() @ self.item_emb.weight.float().t()
+            out = self.output_query(hidden.float()) @ self.output_items().float().t()
         out[..., 0] = float("-inf")  # padding is never recommended
         return out
 
@@ -279,7 +293,7 @@ class SessionTransformer(nn.Module):
         hidden = self.forward(items, types, categories)
         keep = targets > 0
         y = targets[keep] - 1
-        logits = hidden[keep] @ self.item_emb.weight[1:].t()  # [N, n_items]; padding is not a class
+        logits = self.output_query(hidden[keep]) @ self.output_items()[1:].t()  # [N, n_items]; padding is not a class
         if not self.cfg.copy_head:
             return F.cross_entropy(logits.float(), y)
         log_gen = -F.cross_entropy(logits.float(), y, reduction="none")

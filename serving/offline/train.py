@@ -83,6 +83,7 @@ class TrainConfig:
     dropout: float = ModelConfig.dropout
     max_len: int = ModelConfig.max_len
     copy_head: bool = ModelConfig.copy_head
+    logit_scale: float = ModelConfig.logit_scale
     use_categories: bool = True  # category embedding when the data has categories
     # optimisation: AdamW (0.9, 0.98), gradient norm clipped at 5
     batch_size: int = 128
@@ -125,12 +126,14 @@ class TrainConfig:
     def model_config(self, n_items: int, n_categories: int) -> ModelConfig:
         return ModelConfig(n_items=n_items, n_categories=n_categories if self.use_categories else 0,
                            max_len=self.max_len, d_model=self.d_model, n_layers=self.n_layers,
-                           n_heads=self.n_heads, dropout=self.dropout, copy_head=self.copy_head)
+                           n_heads=self.n_heads, dropout=self.dropout, copy_head=self.copy_head,
+                           logit_scale=self.logit_scale)
 
     def with_architecture(self, model: ModelConfig) -> TrainConfig:
         """This config with ``model``'s architecture (a warm start, or a like-for-like retraining)."""
         return replace(self, d_model=model.d_model, n_layers=model.n_layers, n_heads=model.n_heads,
                        dropout=model.dropout, max_len=model.max_len, copy_head=model.copy_head,
+                       logit_scale=model.logit_scale,
                        use_categories=model.n_categories > 0)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -580,6 +583,8 @@ def main(
                                         help="use a category embedding when the data has categories"),
     copy_head: bool = typer.Option(DEFAULT.copy_head, "--copy-head/--no-copy-head",
                                    help="gated pointer over the session's items (serving/model/transformer.py)"),
+    logit_scale: float = typer.Option(DEFAULT.logit_scale, help="> 0: scores are this scale x the cosine of "
+                                                                "state and item (0: dot products)"),
     all_windows: bool = typer.Option(DEFAULT.all_windows, "--all-windows/--last-window",
                                      help="train on every max_len window of long histories"),
     window_context: int = typer.Option(DEFAULT.window_context,

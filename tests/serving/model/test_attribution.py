@@ -82,11 +82,11 @@ MAX_LEN = 12
 N_ITEMS = 40
 
 
-def random_model(copy_head: bool, n_categories: int, seed: int) -> SessionTransformer:
+def random_model(copy_head: bool, n_categories: int, seed: int, logit_scale: float = 0.0) -> SessionTransformer:
     """A SessionTransformer with large random weights, so scores (and drops) are well apart."""
     torch.manual_seed(seed)
     cfg = ModelConfig(n_items=N_ITEMS, n_categories=n_categories, max_len=MAX_LEN, d_model=16, n_layers=2,
-                      n_heads=2, copy_head=copy_head)
+                      n_heads=2, copy_head=copy_head, logit_scale=logit_scale)
     model = SessionTransformer(cfg)
     with torch.no_grad():
         for p in model.parameters():
@@ -113,9 +113,10 @@ def random_batch(seed: int, width: int = MAX_LEN) -> tuple[torch.Tensor, torch.T
 
 @pytest.mark.parametrize("copy_head", [True, False])
 @pytest.mark.parametrize("n_categories", [0, 5])
-def test_prefix_reuse_scores_every_variant_as_brute_force(copy_head, n_categories):
+@pytest.mark.parametrize("logit_scale", [0.0, 16.0])
+def test_prefix_reuse_scores_every_variant_as_brute_force(copy_head, n_categories, logit_scale):
     for seed in range(2):
-        model = random_model(copy_head, n_categories, seed)
+        model = random_model(copy_head, n_categories, seed, logit_scale)
         items, types = random_batch(seed)
         with torch.no_grad():
             base = _BasePass(model, items, types)

@@ -106,6 +106,19 @@ def test_copy_head_scores_are_log_probabilities():
     torch.testing.assert_close(plain.score_last(items, (items > 0).long()), plain.logits(h))
 
 
+def test_logit_scale_scores_are_the_scaled_cosine_and_train_on_them():
+    m = make(copy_head=False, logit_scale=16.0)
+    items = torch.tensor([[0, 0, 4, 4, 9], [1, 2, 3, 4, 5]])
+    types = (items > 0).long()
+    h = m(items, types)
+    cosine = torch.nn.functional.cosine_similarity(h[:, -1, None, :], m.item_emb.weight[None, 1:, :], dim=-1)
+    torch.testing.assert_close(m.score_last(items, types)[:, 1:], 16.0 * cosine)
+    targets = torch.tensor([[0, 0, 4, 9, 7], [2, 3, 4, 5, 6]])
+    keep = targets > 0
+    expected = torch.nn.functional.cross_entropy(m.logits(h[keep])[:, 1:], targets[keep] - 1)
+    torch.testing.assert_close(m.loss(items, types, targets), expected)
+
+
 def test_model_dirs_written_before_the_copy_head_still_load(tmp_path):
     m = make(n_items=3, copy_head=False)
     save_model_dir(tmp_path / "old", m, Vocab(["a", "b", "c"]))
