@@ -475,7 +475,7 @@ def start_run(cfg: TrainConfig) -> tuple[torch.device, float]:
     return pick_device(cfg.device), time.time()
 
 
-MIX_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)  # the kNN's share of the mixed distribution
+MIX_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # the kNN's share of the mixed distribution
 
 
 def sessions_metrics(score: Scorer, ev: EvalSet, n_items: int, seed: int) -> dict:
