@@ -29,7 +29,7 @@ def figures(res: dict) -> tuple[float, float]:
     return round(res["p@20_pct"], 2), round(res["mrr@20_pct"], 2)
 
 
-# No time budget, so a shared or slow machine takes longer rather than scoring lower: about 4 minutes
+# No time budget, so a shared or slow machine takes longer rather than scoring lower: about 3 minutes
 # on 2 idle cores, 7.6 beside another training run, over 15 beside two CPU-heavy jobs (2026-12-07).
 @pytest.mark.timeout(2400)
 def test_short_run_mixed_with_vsknn_beats_itemknn_and_vsknn_on_the_session_benchmark(shared_data):
