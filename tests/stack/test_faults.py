@@ -181,11 +181,10 @@ def test_broker_stopped_and_started_under_load_loses_nothing_and_resumes_within_
     assert result["resumed_after_back_s"] is not None and result["resumed_after_back_s"] <= 10
 
 
-# The issue's target for the longest pause is 5 s. Measured on this shared 2-core machine: 2.15-2.26 s
-# quiet, 5.18 and 5.88 s with the whole suite or other jobs on the cores (broker fenced after 2 s,
-# then every client's leader lookup). The test allows twice the target, which still catches a stall
-# like the 68 s metadata wait the cluster had before metadata.max.age.ms was lowered.
-MAX_PAUSE_S = 10
+# Killing the active controller, the slowest broker to lose (deploy/faults.py), paused the client
+# 2.45-3.51 s on this 2-core machine, quiet or with two busy loops beside it, once the quorum elects
+# and fences faster (deploy/kafka/server.properties); 3.95 and 5.29 s before that.
+MAX_PAUSE_S = 5
 
 three_brokers = pytest.mark.skipif(get_settings().kafka_brokers < 3,
                                    reason="needs three brokers (`make test` runs KAFKA_BROKERS=3)")
@@ -204,8 +203,9 @@ def cluster_fault_run(scenario: str) -> dict:
 
 @three_brokers
 def test_a_broker_killed_under_load_loses_nothing_duplicates_nothing_and_pauses_briefly():
-    """Broker 2 of 3 (the leader of some partitions of every topic) SIGKILLed 10 s into the load and
-    started 5 s later; deploy/up.sh returns once its replicas are back in sync."""
+    """The broker that is the active controller (and leads some partitions of every topic)
+    SIGKILLed 10 s into the load and started 5 s later; deploy/up.sh returns once its replicas are
+    back in sync."""
     cluster_fault_run("broker_kill")
 
 
