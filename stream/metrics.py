@@ -61,6 +61,10 @@ RECOMMENDATIONS_BY_VERSION = Counter("reco_recommendations", "Recommendation mes
 ATTRIBUTED_EVENTS = Counter("reco_attributed_events", "Events on an item recommended to their session shortly "
                             "before (RECO_ATTRIBUTION_*), by the version and rank of that recommendation",
                             ["event_type", "model_version", "rank_bucket"])
+# Its exact ranks summed as 1/rank: the mean reciprocal rank per version is this over the
+# recommendations, which the rank buckets alone cannot give.
+ATTRIBUTED_RECIPROCAL_RANK = Counter("reco_attributed_reciprocal_rank", "Sum of 1/rank over the attributed events, "
+                                     "by event type and model version", ["event_type", "model_version"])
 TALLIES = Counter("reco_tallies_total", "Events counted into item and user counters (stream/counters.py); "
                   "repeated: a redelivered event skipped, so each event counts once", ["counter", "outcome"])
 ERASURES = Counter("reco_erasures_total", "Erasure requests carried out (features.erase)")

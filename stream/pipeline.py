@@ -250,6 +250,7 @@ class Pipeline:
             hit = attribute(session.recommended, event, window_ms)
             if hit is not None:
                 metrics.ATTRIBUTED_EVENTS.labels(hit.event_type, hit.model_version, rank_bucket(hit.rank)).inc()
+                metrics.ATTRIBUTED_RECIPROCAL_RANK.labels(hit.event_type, hit.model_version).inc(1 / hit.rank)
             metrics.RECOMMENDATIONS_BY_VERSION.labels(rec.model_version).inc()
             shown = Shown(event.ts, rec.model_version, tuple(item.item_id for item in rec.items))
             learned[event.session_id] = remember(session, shown, keep, hit is not None)

@@ -5,6 +5,10 @@
 The synthetic catalogue is fixed by --data-seed (the one the model was trained with); the
 number of sessions only changes which sessions are drawn.
     python -m tools.produce --source diginetica --data ../shared/data/diginetica --limit 5000
+    python -m tools.produce --source sessions --data ../shared/data/sessions/diginetica-srgnn --rate 500
+
+``sessions`` replays the session benchmark's test sessions (serving.offline.data.
+load_benchmark_test_sessions); tools.live_quality measures the recommendations they get.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from rich.progress import Progress
 
 from contract.messages import Event
 from contract.settings import DURABLE_PRODUCER, Settings, get_settings
-from serving.offline.data import Session, load
+from serving.offline.data import Session, load, load_benchmark_test_sessions
 
 cli = typer.Typer(add_completion=False)
 
@@ -50,8 +54,8 @@ def make_producer(settings: Settings) -> KafkaProducer:
 
 @cli.command()
 def main(
-    source: str = typer.Option("synthetic", help="synthetic | diginetica | sasrec"),
-    data: Path = typer.Option(None, help="dataset file or folder (diginetica, sasrec)"),
+    source: str = typer.Option("synthetic", help="synthetic | diginetica | sasrec | sessions"),
+    data: Path = typer.Option(None, help="dataset file or folder (diginetica, sasrec, sessions)"),
     sessions: int = typer.Option(200, help="synthetic sessions to generate"),
     limit: int = typer.Option(0, help="stop after this many events (0 = all)"),
     rate: float = typer.Option(0.0, help="events per second (0 = as fast as possible)"),
@@ -63,8 +67,13 @@ def main(
 ) -> None:
     prefix = f"r{int(time.time())}-" if session_prefix is None else session_prefix
     settings = get_settings()
-    loaded = load(source, data, sessions=sessions, seed=data_seed,
-                  **({"n_items": items} if source == "synthetic" else {}))
+    if source == "sessions":
+        if data is None:
+            raise typer.BadParameter("--source sessions needs --data (the benchmark's folder)")
+        loaded = load_benchmark_test_sessions(data)
+    else:
+        loaded = load(source, data, sessions=sessions, seed=data_seed,
+                      **({"n_items": items} if source == "synthetic" else {}))
     total = sum(len(s.interactions) for s in loaded)
     total = min(total, limit) if limit else total
     producer = make_producer(settings)

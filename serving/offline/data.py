@@ -120,6 +120,28 @@ def load_session_benchmark(directory: str | Path) -> tuple[list[np.ndarray], lis
     return read_id_lines(d / "train.txt"), read_id_lines(d / "test.txt")
 
 
+def benchmark_test_sessions(test_lines: list[np.ndarray]) -> list[np.ndarray]:
+    """The test sessions the benchmark's test lines were cut from: each session's lines come
+    together, longest first (the whole session), every next one a line shorter, so a line starts
+    a new session unless it is the previous line without its last item. The sessions' prefixes
+    are exactly the test cases (serving.offline.sequences.prefix_cases), in another order."""
+    sessions: list[np.ndarray] = []
+    for previous, line in zip([None, *test_lines], test_lines):
+        if previous is None or len(line) != len(previous) - 1 or not np.array_equal(line, previous[:-1]):
+            sessions.append(line)
+    return sessions
+
+
+def load_benchmark_test_sessions(directory: str | Path, start_ms: int = 1_700_000_000_000) -> list[Session]:
+    """The session benchmark's test sessions as events to replay (tools.produce --source
+    sessions): every event a view; session ``t{n}`` starts n seconds after ``start_ms`` and has an
+    event every 30 s, so replayed sessions overlap as on a live site."""
+    _, test_lines = load_session_benchmark(directory)
+    return [Session(f"t{n}", None, [Interaction(str(item), "view", start_ms + n * 1000 + k * 30_000)
+                                    for k, item in enumerate(items.tolist())])
+            for n, items in enumerate(benchmark_test_sessions(test_lines))]
+
+
 # ----------------------------------------------------------------------------- synthetic
 def generate_synthetic(
     n_sessions: int,

@@ -5,6 +5,8 @@
     python -m serving.offline.evaluate --model DIR --format diginetica --protocol served --diversity 0.3
     python -m serving.offline.evaluate --format sessions --data ../shared/data/sessions/diginetica-srgnn \
         --baseline vsknn --split test
+    python -m serving.offline.evaluate --format sessions --data ../shared/data/sessions/diginetica-srgnn \
+        --model DIR --protocol served
 
 Protocols (split: leave-last-out, users with >= 3 interactions; see serving/offline/sequences.py):
 
@@ -401,9 +403,7 @@ def main(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     t0 = time.time()
     if data_format == SESSIONS:
-        if model is not None:
-            raise typer.BadParameter("--format sessions evaluates the baselines (--baseline)")
-        res = evaluate_sessions(baseline, data, split, protocol, seed)
+        res = evaluate_sessions(baseline, data, split, protocol, seed, model, device)
         print(json.dumps(res) if json_out else "\n".join(f"{k:>22}: {v}" for k, v in res.items()))
         return
     sess = load(data_format, data, sessions=sessions, seed=data_seed)
@@ -429,11 +429,12 @@ def main(
             print(f"{k:>22}: {v}")
 
 
-def evaluate_sessions(baseline: str, data: Path, split: str = "test", protocol: str = SESSIONS,
-                      seed: int = 0) -> dict:
-    """One baseline on the session benchmark in ``data``: fit on the sessions before the validation
-    ones for ``split="valid"``, on every training session for ``"test"``. ``seconds``: reading,
-    fitting and scoring."""
+def evaluate_sessions(baseline: str | None, data: Path, split: str = "test", protocol: str = SESSIONS,
+                      seed: int = 0, model: Path | None = None, device: str = "cpu") -> dict:
+    """One baseline, or the trained ``model``, on the session benchmark in ``data``: a baseline is
+    fit on the sessions before the validation ones for ``split="valid"``, on every training
+    session for ``"test"``. ``seconds``: reading, fitting and scoring."""
+    from serving.model.artifacts import load_model_dir
     from serving.offline.data import load_session_benchmark
     from serving.offline.sequences import session_split
 
@@ -443,11 +444,15 @@ def evaluate_sessions(baseline: str, data: Path, split: str = "test", protocol: 
     sp = session_split(train, test, n_items)
     fit = sp.train if split == "valid" else sp.refit
     ev = sp.valid if split == "valid" else sp.test
-    scorer = baseline_scorer(baseline, sp, n_items, fit)
+    if model is not None:
+        net, _ = load_model_dir(model, device)
+        scorer, name = model_scorer(net, device), str(model)
+    else:
+        scorer, name = baseline_scorer(str(baseline), sp, n_items, fit), str(baseline)
     res = evaluate_scorer(scorer, ev, n_items, seed=seed, protocols=(protocol,),
                           train_counts=item_counts(fit, n_items))[protocol]
     res = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in res.items()}
-    return res | {"model": baseline, "protocol": protocol, "split": split, "diversity": 0.0,
+    return res | {"model": name, "protocol": protocol, "split": split, "diversity": 0.0,
                   "seconds": round(time.time() - t0, 1)}
 
 

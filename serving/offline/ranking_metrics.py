@@ -51,12 +51,13 @@ def coverage(top_lists, n_items: int) -> float:
 
 
 def summarize(ranks, top10=None, n_items: int | None = None) -> dict:
-    """The metric set every report uses: hr/ndcg @5/10/20, mrr@20, coverage@10, users."""
+    """The metric set every report uses: hr/ndcg @5/10/20, mrr@10 and @20, coverage@10, users."""
     out = {}
     for k in KS:
         out[f"hr@{k}"] = hit_rate(ranks, k)
     for k in KS:
         out[f"ndcg@{k}"] = ndcg(ranks, k)
+    out["mrr@10"] = mrr(ranks, 10)  # the served lists' length (RECO_K): what the live replay measures
     out["mrr@20"] = mrr(ranks, 20)
     if top10 is not None and n_items:
         out["coverage@10"] = coverage(top10, n_items)

@@ -3,6 +3,8 @@ message contract."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -18,6 +20,12 @@ def wait_until(condition, timeout_s: float, every_s: float = 0.5):
     while not (value := condition()) and time.monotonic() < deadline:
         time.sleep(every_s)
     return value
+
+
+def restart_worker(**env: str) -> None:
+    """The worker stopped and started again with ``env`` added to this process's environment."""
+    subprocess.run(["bash", "deploy/down.sh", "worker"], check=True)
+    subprocess.run(["bash", "deploy/up.sh", "worker"], check=True, env=os.environ | env)
 
 
 class Shopper:

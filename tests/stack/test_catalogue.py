@@ -4,8 +4,6 @@ recommends only items its stream has named (stream/catalogue.py).
 Restarts the worker with RECO_CATALOGUE=another-shop, then with the environment it had.
 """
 import json
-import os
-import subprocess
 import time
 import uuid
 
@@ -13,13 +11,9 @@ import pytest
 from kafka import KafkaProducer
 
 from contract.settings import DURABLE_PRODUCER, get_settings
+from tests.stack._client import restart_worker
 
 pytestmark = pytest.mark.stack
-
-
-def restart_worker(**env: str) -> None:
-    subprocess.run(["bash", "deploy/down.sh", "worker"], check=True)
-    subprocess.run(["bash", "deploy/up.sh", "worker"], check=True, env=os.environ | env)
 
 
 @pytest.fixture

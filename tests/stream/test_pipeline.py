@@ -142,7 +142,11 @@ async def test_a_later_event_on_a_recommended_item_is_attributed_to_its_version_
     def recommended():
         return REGISTRY.get_sample_value("reco_recommendations_total", {"model_version": "fake:1"}) or 0.0
 
-    before = count("click", "2-5"), count("click", "1"), recommended()
+    def reciprocal_ranks():
+        labels = {"event_type": "click", "model_version": "fake:1"}
+        return REGISTRY.get_sample_value("reco_attributed_reciprocal_rank_total", labels) or 0.0
+
+    before = count("click", "2-5"), count("click", "1"), recommended(), reciprocal_ranks()
     _, first = await process(pipeline, messages([event(1, item="i0")]))
     assert [i.item_id for i in first.recommendations[0].items][:3] == ["i1", "i2", "i3"]
     # i3 was third for e1; then i0 is first for e2 (its own item i3 excluded); e4 touches nothing shown.
@@ -151,11 +155,13 @@ async def test_a_later_event_on_a_recommended_item_is_attributed_to_its_version_
     await process(pipeline, second)
     assert (count("click", "2-5") - before[0], count("click", "1") - before[1]) == (1, 1)
     assert recommended() - before[2] == 4
+    assert reciprocal_ranks() - before[3] == pytest.approx(1 / 3 + 1)
     session = pipeline.state.sessions.values["s1"]
     assert session.attributed_count == 2 and [s.ts for s in session.recommended][-1] == event(4)["ts"]
     await process(pipeline, second)  # redelivered: its recommendations go out again, but count once
     assert (count("click", "2-5") - before[0], count("click", "1") - before[1]) == (1, 1)
     assert recommended() - before[2] == 4
+    assert reciprocal_ranks() - before[3] == pytest.approx(1 / 3 + 1)
 
 
 async def test_store_outage_defers_unheld_sessions_with_a_flag_and_folds_them_exactly_once_back(pipeline):

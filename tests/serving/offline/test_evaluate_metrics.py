@@ -20,12 +20,14 @@ def test_metrics_on_hand_made_ranks():
     assert metrics.ndcg(ranks, 5) == pytest.approx((1 + 1 / math.log2(3) + 1 / math.log2(6)) / 6)
     assert metrics.ndcg(ranks, 10) == pytest.approx((1 + 1 / math.log2(3) + 1 / math.log2(6) + 1 / math.log2(11)) / 6)
     assert metrics.mrr(ranks, 20) == pytest.approx((1 + 1 / 2 + 1 / 5 + 1 / 10 + 1 / 20) / 6)
+    assert metrics.summarize(ranks)["mrr@10"] == pytest.approx((1 + 1 / 2 + 1 / 5 + 1 / 10) / 6)
     assert metrics.ndcg([0], 10) == 1.0 and metrics.mrr([0], 1) == 1.0
     assert metrics.hit_rate([math.inf], 10) == 0.0 and metrics.ndcg([math.inf], 10) == 0.0
     s = metrics.summarize(ranks, top10=[[1, 2, 3], [3, 4, 0]], n_items=8)
     assert s["coverage@10"] == pytest.approx(4 / 8)
     assert s["users"] == 6
-    assert set(s) == {"hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr@20", "coverage@10", "users"}
+    assert set(s) == {"hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr@10", "mrr@20", "coverage@10",
+                      "users"}
 
 
 def test_target_ranks_counts_higher_and_breaks_ties_at_random():

@@ -75,7 +75,7 @@ def test_train_and_evaluate_cli_then_publish(tmp_path, own_run_dir):
     assert model.cfg.n_categories == vocab.n_categories > 0
     assert json.loads((out / "config.json").read_text())["training"]["epochs_run"] == 2
 
-    keys = {"hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr@20", "coverage@10", "users"}
+    keys = {"hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20", "mrr@10", "mrr@20", "coverage@10", "users"}
     for extra in (["--model", str(out)], ["--baseline", "popular"], ["--baseline", "itemknn"]):
         for protocol in ("sampled100", "full"):
             r = runner.invoke(evaluate_cli, ["--format", "synthetic", "--sessions", "300", "--protocol", protocol,

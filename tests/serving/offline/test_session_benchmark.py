@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from serving.offline.data import load_session_benchmark
+from serving.offline.data import benchmark_test_sessions, load_benchmark_test_sessions, load_session_benchmark
 from serving.offline.evaluate import POOL, evaluate_scorer, evaluate_sessions, mixed_scorer
 from serving.offline.sequences import EvalSet, prefix_cases, session_split
 
@@ -88,6 +88,22 @@ def test_evaluate_sessions_cli_path_on_tiny_files(tmp_path):
     assert evaluate_sessions("itemknn", tmp_path, "valid")["users"] == 2  # the last session's 2 prefixes
 
 
+def test_test_sessions_rebuilt_from_the_lines_give_back_exactly_the_test_cases(tmp_path):
+    # three sessions cut as the benchmark cuts them (longest line first), the third a prefix of the
+    # first one's items: a shorter line starts a new session unless it continues the line before
+    lines = [[5, 6, 7, 8], [5, 6, 7], [5, 6], [9, 9], [5, 6, 7], [5, 6]]
+    sessions = benchmark_test_sessions([np.array(line) for line in lines])
+    assert [s.tolist() for s in sessions] == [[5, 6, 7, 8], [9, 9], [5, 6, 7]]
+    cases = prefix_cases(sessions)
+    assert sorted((tuple(i.tolist()), t) for i, t in zip(cases.items, cases.targets)) == \
+        sorted((tuple(line[:-1]), line[-1]) for line in lines)
+    _write(tmp_path, [[1, 2]], lines)
+    replay = load_benchmark_test_sessions(tmp_path)
+    assert [s.session_id for s in replay] == ["t0", "t1", "t2"] and replay[0].items == ["5", "6", "7", "8"]
+    assert all(x.event_type == "view" for s in replay for x in s.interactions)
+    assert all(a.ts < b.ts for s in replay for a, b in zip(s.interactions, s.interactions[1:]))
+
+
 def test_mixed_scorer_is_a_weighted_sum_of_two_distributions():
     model = TableScorer(np.log([1e-30, 0.5, 0.3, 0.2]))  # log-probabilities, column 0 is padding
     knn = TableScorer(np.array([0.0, 0.0, 1.0, 3.0]))
@@ -119,3 +135,6 @@ def test_train_cli_on_the_session_benchmark_files(tmp_path):
     assert summary["test"]["sessions"]["users"] == 50 and summary["mix"]["test"]["users"] == 50
     assert [r["weight"] for r in summary["mix"]["grid"]] == list(MIX_WEIGHTS)
     assert summary["mix"]["weight"] in MIX_WEIGHTS and summary["refit"][0]["refit_epoch"] == 1
+    # the trained model on the same files, as the live replay compares it (tools.live_quality)
+    served = evaluate_sessions(None, tmp_path, "test", "served", model=out)
+    assert served["users"] == 50 and served["model"] == str(out) and 0 <= served["mrr@10"] <= served["hr@10"]
