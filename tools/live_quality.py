@@ -32,7 +32,7 @@ from contract.messages import Recommendation
 from contract.settings import get_settings
 from serving.model.sessions import Session
 from serving.offline.data import load_benchmark_test_sessions
-from tools.produce import make_producer, session_events
+from tools.produce import make_producer, send_paced, session_events
 
 cli = typer.Typer(add_completion=False)
 K = 10
@@ -113,7 +113,7 @@ def main(data: Path = typer.Option(..., help="the session benchmark's folder (tr
     replay = load_benchmark_test_sessions(data)
     replay = replay[:sessions] if sessions else replay
     prefix = f"lq{int(time.time())}-"
-    events = list(session_events(replay, stamp_now=True, prefix=prefix))
+    n_events = sum(len(s) for s in replay)
 
     consumer = KafkaConsumer(**settings.kafka_client_options("reader"), max_partition_fetch_bytes=10_000_000,
                              consumer_timeout_ms=int(idle_timeout_s * 1000))
@@ -125,12 +125,9 @@ def main(data: Path = typer.Option(..., help="the session benchmark's folder (tr
         consumer.position(tp)
     before = worker_counters()
 
-    producer, start = make_producer(settings), time.perf_counter()
-    for sent, event in enumerate(events):
-        if (delay := start + sent / rate - time.perf_counter()) > 0:
-            time.sleep(delay)
-        producer.send(settings.events_topic, key=event.session_id.encode(), value=event.model_dump_json().encode())
-    producer.flush()
+    start = time.perf_counter()
+    send_paced(make_producer(settings), settings.events_topic, session_events(replay, stamp_now=True, prefix=prefix),
+               rate)
     sent_s = time.perf_counter() - start
 
     recs: dict[str, list[str]] = {}
@@ -146,19 +143,19 @@ def main(data: Path = typer.Option(..., help="the session benchmark's folder (tr
         recs[rec.event_id] = [item.item_id for item in rec.items]
         versions.add(rec.model_version)
         fallbacks += rec.fallback is not None
-        if len(recs) == len(events):
+        if len(recs) == n_events:
             break
     consumer.close()
 
     client = score_recommendations(replay, prefix, recs) | {"duplicated": duplicated, "fallbacks": fallbacks}
-    after = settled_counters(len(events), before)
+    after = settled_counters(n_events, before)
     delta = {k: after[k] - before[k] for k in after}
     followed = delta["recommendations"] - len(replay)  # a session's last recommendation has no next event
     worker = {"recommendations": int(delta["recommendations"]), "cases": int(followed),
               f"hr@{K}": delta["hits"] / followed if followed > 0 else None,
               f"mrr@{K}": delta["reciprocal_ranks"] / followed if followed > 0 else None}
     offline = offline_served(model or newest_version(), replay)
-    result = {"sessions": len(replay), "events": len(events), "rate": rate, "sent_s": round(sent_s, 1),
+    result = {"sessions": len(replay), "events": n_events, "rate": rate, "sent_s": round(sent_s, 1),
               "model_versions": sorted(versions), "offline": offline, "client": client, "worker": worker}
     print(json.dumps(result))
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import heapq
 import time
+from itertools import islice
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import typer
 from kafka import KafkaProducer
@@ -52,6 +53,19 @@ def make_producer(settings: Settings) -> KafkaProducer:
                          max_request_size=4_000_000)
 
 
+def send_paced(producer: KafkaProducer, topic: str, events: Iterable[Event], rate: float,
+               sent_one: Callable[[], None] = lambda: None) -> None:
+    """Each event keyed by its session, ``rate`` a second (0: as fast as possible), then flushed.
+    Paced against the schedule, not per message, so rates stay exact."""
+    start = time.perf_counter()
+    for sent, event in enumerate(events):
+        if rate > 0 and (delay := start + sent / rate - time.perf_counter()) > 0:
+            time.sleep(delay)
+        producer.send(topic, key=event.session_id.encode(), value=event.model_dump_json().encode())
+        sent_one()
+    producer.flush()
+
+
 @cli.command()
 def main(
     source: str = typer.Option("synthetic", help="synthetic | diginetica | sasrec | sessions"),
@@ -76,21 +90,11 @@ def main(
                       **({"n_items": items} if source == "synthetic" else {}))
     total = sum(len(s.interactions) for s in loaded)
     total = min(total, limit) if limit else total
-    producer = make_producer(settings)
     start = time.perf_counter()
     with Progress() as progress:
         task = progress.add_task(f"events -> {settings.events_topic}", total=total)
-        for sent, event in enumerate(session_events(loaded, stamp_now=not keep_ts, prefix=prefix)):
-            if sent == total:
-                break
-            if rate > 0:  # pace against the schedule, not per message, so rates stay exact
-                delay = start + sent / rate - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            producer.send(settings.events_topic, key=event.session_id.encode(),
-                          value=event.model_dump_json().encode())
-            progress.advance(task)
-    producer.flush()
+        events = islice(session_events(loaded, stamp_now=not keep_ts, prefix=prefix), total)
+        send_paced(make_producer(settings), settings.events_topic, events, rate, lambda: progress.advance(task))
     elapsed = time.perf_counter() - start
     typer.echo(f"sent {total} events in {elapsed:.1f}s ({total / max(elapsed, 1e-9):.0f}/s)")
 
