@@ -335,7 +335,7 @@ class _BasePass:
         gen = torch.empty(flat.shape[0], n_cand, dtype=torch.float32, device=device)
         step = max(1, LOGIT_CHUNK_ELEMENTS // weights.shape[0])
         for s in range(0, flat.shape[0], step):
-            logits = model.logits(flat[s:s + step])  # column 0 is -inf
+            logits = model.logits(flat[s:s + step], weights)  # column 0 is -inf
             top = logits.amax(-1, keepdim=True)
             chosen = logits.gather(1, cand[s:s + step])
             # log-sum-exp, in place

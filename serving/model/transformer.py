@@ -211,11 +211,13 @@ class SessionTransformer(nn.Module):
         w = self.item_emb.weight
         return F.normalize(w, dim=-1) * self.cfg.logit_scale if self.cfg.logit_scale else w
 
-    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+    def logits(self, hidden: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of every catalogue item for hidden states [..., d] -> [..., n_items + 1],
-        in float32 even under autocast (bf16 scores would tie and blur the ranking)."""
+        in float32 even under autocast (bf16 scores would tie and blur the ranking). ``items``:
+        output_items() computed once by a caller that scores in chunks."""
+        items = self.output_items() if items is None else items
         with torch.autocast(hidden.device.type, enabled=False):
-            out = self.output_query(hidden.float()) @ self.output_items().float().t()
+            out = self.output_query(hidden.float()) @ items.float().t()
         out[..., 0] = float("-inf")  # padding is never recommended
         return out
 
