@@ -163,10 +163,11 @@ class TrainSummary:
     popular: dict | None = None  # the same for the popular-items baseline on the same split, the floor to beat
     valid: dict | None = None  # session benchmark: the best epoch on every validation case {protocol: metrics}
     mix: dict | None = None  # session benchmark with mix_with: the weight grid, the chosen weight, its figures
+    refit_choice: dict | None = None  # how refit_epochs was chosen (choose_refit_epochs), when it was
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        for name in ("test", "popular", "valid", "mix"):
+        for name in ("test", "popular", "valid", "mix", "refit_choice"):
             if out[name] is None:
                 del out[name]
         return out
@@ -397,11 +398,13 @@ def fit(cfg: TrainConfig, model: SessionTransformer, windows: Windows, val: Eval
     return best, history, stop
 
 
-def refit(cfg: TrainConfig, model: SessionTransformer, windows: Windows, device: torch.device, log: Log) -> list[dict]:
+def refit(cfg: TrainConfig, model: SessionTransformer, windows: Windows, device: torch.device, log: Log,
+          after_epoch: Callable[[], dict] | None = None) -> list[dict]:
     """``cfg.refit_epochs`` more epochs for the selected model on every target but the test items,
     the validation items included, at ``cfg.refit_lr``: it learns each user's most recent
     interaction, as a model trained for serving does. Nothing is validated after this (the
-    validation items are now training data), so the count and lr are fixed settings."""
+    validation items are now training data), so the count is chosen one step back
+    (choose_refit_epochs, whose ``after_epoch`` scores each epoch's model)."""
     opt = make_optimizer(model, replace(cfg, lr=cfg.refit_lr))
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     rows = []
@@ -409,7 +412,8 @@ def refit(cfg: TrainConfig, model: SessionTransformer, windows: Windows, device:
         t_epoch = time.time()
         batches = make_batches(windows.lengths, cfg.batch_size, gen)
         loss, _ = train_epoch(model, opt, windows, batches, device, lambda: False, _Bar(None, len(batches)))
-        rows.append({"refit_epoch": epoch, "loss": round(loss, 4), "train_s": round(time.time() - t_epoch, 1)})
+        rows.append({"refit_epoch": epoch, "loss": round(loss, 4), "train_s": round(time.time() - t_epoch, 1)}
+                    | (after_epoch() if after_epoch else {}))
         log(json.dumps(rows[-1]))
     return rows
 
@@ -425,11 +429,13 @@ def _print(msg: str) -> None:
 # ----------------------------------------------------------------------------- training
 def train_model(cfg: TrainConfig, sessions: list[Session], out: Path | None = None, *, progress: bool = False,
                 log: Log | None = None, meta: dict | None = None,
-                start: tuple[SessionTransformer, Vocab] | None = None) -> TrainResult:
+                start: tuple[SessionTransformer, Vocab] | None = None,
+                refit_choice: dict | None = None) -> TrainResult:
     """Train on ``sessions`` as ``cfg`` says, keep the best validation epoch, save it to ``out``
-    (if given). ``meta`` is added to the summary's data description. ``start`` warm-starts from a
-    model and its catalogue (serving/retrain.py): its architecture and item indices are kept, and
-    replace cfg's architecture fields."""
+    (if given). ``meta`` is added to the summary's data description, ``refit_choice`` (how
+    cfg.refit_epochs was chosen) to the summary. ``start`` warm-starts from a model and its
+    catalogue (serving/retrain.py): its architecture and item indices are kept, and replace cfg's
+    architecture fields."""
     if start is not None:
         cfg = cfg.with_architecture(start[0].cfg)
     device, t_start = start_run(cfg)
@@ -440,7 +446,36 @@ def train_model(cfg: TrainConfig, sessions: list[Session], out: Path | None = No
         vocab, _, split = build_vocab_and_split(sessions, catalogue=start[1])
         model = start[0].to(device)
     return train_on_split(cfg, vocab, split, model, out, device=device, t_start=t_start, progress=progress,
-                          log=log or _print, data=describe(sessions) | (meta or {}))
+                          log=log or _print, data=describe(sessions) | (meta or {}), refit_choice=refit_choice)
+
+
+def choose_refit_epochs(cfg: TrainConfig, sessions: list[Session], max_epochs: int, *,
+                        log: Log | None = None) -> dict:
+    """The refit epoch count, chosen without the test items. Every sequence loses its last (test)
+    item, so each user's validation item becomes a pseudo-test and the item before it the
+    validation. A model is trained and selected on that as train_model does, then refit one epoch at
+    a time up to ``max_epochs``, the pseudo-test scored before the first and after each (NDCG@10
+    under cfg.select_protocol). The best count (ties: the fewer epochs) is the real run's refit."""
+    log = log or _print
+    held_back = [Session(s.session_id, s.user_id, s.interactions[:-1]) for s in sessions]
+    result = train_model(replace(cfg, refit_epochs=0, test_eval=False), held_back, log=log)
+    _, _, split = build_vocab_and_split(held_back, catalogue=result.vocab)
+    device = pick_device(cfg.device)
+    model = result.model.to(device)
+
+    def pseudo_test() -> dict:
+        res = evaluate_scorer(model_scorer(model, device), split.test, result.vocab.n_items, seed=cfg.seed,
+                              protocols=(cfg.select_protocol,))[cfg.select_protocol]
+        return {"pseudo_test_ndcg@10": round(res["ndcg@10"], 4), "pseudo_test_hr@10": round(res["hr@10"], 4)}
+
+    curve = [{"refit_epoch": 0} | pseudo_test()]
+    log(json.dumps(curve[0]))
+    curve += refit(replace(cfg, refit_epochs=max_epochs), model, Windows.build(split.refit, cfg), device, log,
+                   after_epoch=pseudo_test)
+    best = max(curve, key=lambda r: (r["pseudo_test_ndcg@10"], -r["refit_epoch"]))
+    return {"refit_epochs": best["refit_epoch"], "protocol": cfg.select_protocol, "curve": curve,
+            "held_back_selection": {"best_epoch": result.summary.best_epoch, "epochs_run": result.summary.epochs_run,
+                                    "train_seconds": result.summary.train_seconds}}
 
 
 def train_session_benchmark(cfg: TrainConfig, directory: Path, out: Path | None = None, *, progress: bool = False,
@@ -499,7 +534,8 @@ def choose_mix(cfg: TrainConfig, model: SessionTransformer, split: Split, val: E
 
 
 def train_on_split(cfg: TrainConfig, vocab: Vocab, split: Split, model: SessionTransformer, out: Path | None, *,
-                   device: torch.device, t_start: float, progress: bool, log: Log, data: dict) -> TrainResult:
+                   device: torch.device, t_start: float, progress: bool, log: Log, data: dict,
+                   refit_choice: dict | None = None) -> TrainResult:
     """Fit ``model`` on ``split`` (see train_model; the session benchmark's extra steps where
     cfg.select_protocol is sessions: figures on every validation case and the kNN mix)."""
     windows = Windows.build(split.train, cfg)
@@ -525,7 +561,7 @@ def train_on_split(cfg: TrainConfig, vocab: Vocab, split: Split, model: SessionT
     summary = TrainSummary(epochs_run=len(history), best_epoch=best.epoch, stop=stop,
                            train_seconds=round(time.time() - t_start, 1), device=str(device), val=best.row,
                            history=history, seed=cfg.seed, hyperparameters=cfg.hyperparameters(),
-                           data=data, refit=refit_rows, valid=valid, mix=mix)
+                           data=data, refit=refit_rows, valid=valid, mix=mix, refit_choice=refit_choice)
     if cfg.test_eval:
         # the baselines see what the saved model saw: with a refit, every training sequence
         fit_seqs = split.refit if benchmark and cfg.refit_epochs > 0 else None
@@ -563,6 +599,9 @@ def main(
     sessions: int = typer.Option(20_000, help="synthetic only: number of sessions to generate"),
     data_seed: int = typer.Option(0, help="synthetic only: generator seed"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    choose_refit: int = typer.Option(0, help="> 0: choose --refit-epochs from 0..N without the test items "
+                                             "(choose_refit_epochs: one step back, the validation item as a "
+                                             "pseudo-test), then train with it; sasrec, diginetica, synthetic"),
     # TrainConfig fields, by name: the config is built from ctx.params
     epochs: int = typer.Option(DEFAULT.epochs),
     max_minutes: float = typer.Option(DEFAULT.max_minutes, help="wall-clock budget for training (<=0: none)"),
@@ -602,13 +641,21 @@ def main(
 ) -> None:
     cfg = TrainConfig.from_dict(ctx.params)
     if data_format == SESSIONS:
+        if choose_refit:
+            raise typer.BadParameter("--choose-refit is for leave-last-out data, not --format sessions")
         if data is None:
             raise typer.BadParameter("--format sessions needs --data DIR (train.txt, test.txt)")
         report_session_benchmark(train_session_benchmark(cfg, data, out, progress=progress).summary, out)
         return
     sess = load(data_format, data, sessions=sessions, seed=data_seed)
+    choice = None
+    if choose_refit > 0:
+        choice = choose_refit_epochs(cfg, sess, choose_refit)
+        cfg = replace(cfg, refit_epochs=choice["refit_epochs"])
+        print(f"refit epochs chosen on the held-back validation items: {cfg.refit_epochs} "
+              f"(pseudo-test NDCG@10 by count: {[r['pseudo_test_ndcg@10'] for r in choice['curve']]})")
     result = train_model(cfg, sess, out, progress=progress,
-                         meta={"format": data_format, "path": str(data) if data else None})
+                         meta={"format": data_format, "path": str(data) if data else None}, refit_choice=choice)
     s = result.summary
     test = s.test or {}
     sm, fu = test.get("sampled100", {}), test.get("full", {})
