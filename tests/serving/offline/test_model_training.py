@@ -185,3 +185,37 @@ def test_the_selected_epoch_is_refit_on_the_validation_targets_too(monkeypatch):
     changed = [not torch.equal(a, b) for a, b in zip(refit.model.state_dict().values(),
                                                      plain.model.state_dict().values())]
     assert any(changed)
+
+
+def test_the_refit_count_is_chosen_without_the_test_items(monkeypatch, tmp_path):
+    """choose_refit_epochs trains on every sequence without its last (test) item and scores the
+    validation item as the pseudo-test after each refit epoch; the CLI then trains with the chosen
+    count and records how it was chosen."""
+    from serving.offline.data import generate_synthetic
+
+    sessions = generate_synthetic(200, n_items=100, n_categories=5, mean_len=6, seed=3)
+    seen = []
+    real_train_model = train_module.train_model
+
+    def spy(cfg, sess, *args, **kwargs):
+        seen.append((cfg.refit_epochs, [s.items for s in sess]))
+        return real_train_model(cfg, sess, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_model", spy)
+    cfg = TrainConfig(d_model=16, n_layers=1, n_heads=1, epochs=2, device="cpu", seed=0)
+    choice = train_module.choose_refit_epochs(cfg, sessions, 3, log=lambda *_: None)
+    assert seen == [(0, [s.items[:-1] for s in sessions])]
+    assert [r["refit_epoch"] for r in choice["curve"]] == [0, 1, 2, 3]
+    best = max(r["pseudo_test_ndcg@10"] for r in choice["curve"])
+    assert choice["refit_epochs"] == min(r["refit_epoch"] for r in choice["curve"] if r["pseudo_test_ndcg@10"] == best)
+
+    monkeypatch.setattr(train_module, "load", lambda *a, **k: sessions)
+    out = tmp_path / "m"
+    res = CliRunner().invoke(train_cli, ["--format", "synthetic", "--out", str(out), "--choose-refit", "2",
+                                         "--epochs", "2", "--d-model", "16", "--n-layers", "1", "--n-heads", "1",
+                                         "--device", "cpu", "--no-progress"])
+    assert res.exit_code == 0, res.output
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert training["hyperparameters"]["refit_epochs"] == training["refit_choice"]["refit_epochs"]
+    assert len(training["refit"]) == training["refit_choice"]["refit_epochs"]
+    assert seen[-1][1] == [s.items for s in sessions]  # the real run sees the whole sequences
